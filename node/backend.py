@@ -1,0 +1,638 @@
+"""Client backends and dead-end children: one forked process per connection.
+
+What it does (BS: BackendInitialize, ProcessStartupPacket; tcop/postgres.c: PostgresMain):
+1. Reads the startup packet within authentication_timeout, answering SSLRequest and
+   GSSENCRequest with `N`; a CancelRequest is looked up in the postmaster's child table as it was
+   at fork (pid → key) and turned into SIGINT on that backend, as PostgreSQL 15 does.
+2. Refuses with 57P03 before any authentication when the postmaster said it cannot accept
+   connections (starting up, not consistent, hot standby off, shutting down, in crash recovery)
+   and 53300 when the postmaster is out of child slots: these are the dead-end children.
+3. InitProcess: attaches to shared memory and claims one of max_connections (53300 otherwise),
+   checks pg_hba.conf (28000), the database (3D000), sends AuthenticationOk, the 13
+   ParameterStatus values, BackendKeyData (real pid, random key) and ReadyForQuery.
+4. Runs the simple- and extended-query protocol over node/sysquery.py until Terminate or EOF.
+
+Interrupts (SIG-6: handlers only mark; CHECK_FOR_INTERRUPTS acts): SIGTERM → FATAL 57P01 at
+the next check, including while idle; SIGINT → 57014 for a running statement, ignored while
+idle; SIGHUP → reload at the next idle point; SIGQUIT → quickdie: a WARNING to the client
+(57P02 for a crash, 57P01 for an immediate shutdown) and _exit(2), done inside the handler as
+PostgreSQL's quickdie does, because the process must die even while blocked; postmaster death →
+FATAL at the next wait (CRASH-10).
+
+What it deliberately does not do: SQL storage (storage issue), replication connections
+(replication issue: refused with 0A000 for now) or password authentication.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import time
+from typing import Any
+
+from node import elog, events, injection
+from node import protocol as P
+from node.elog import PGError
+from node.ipc.latch import WL_POSTMASTER_DEATH, WL_SOCKET_READABLE
+from node.proc import attach, count_signal, me, report_activity, report_signals
+from node.states import ActivityState, BackendKind, QuitReason
+
+# canAcceptConnections results (PM: CAC_state)
+CAC_OK = "ok"
+CAC_STARTUP = "startup"
+CAC_SHUTDOWN = "shutdown"
+CAC_RECOVERY = "recovery"
+CAC_NOTCONSISTENT = "notconsistent"
+CAC_NOTHOTSTANDBY = "nothotstandby"
+CAC_TOOMANY = "toomany"
+
+_sending = False  # quickdie must not write into a half-sent message
+
+
+class Conn:
+    """Buffered protocol I/O on the client socket, waiting through the latch."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.out = bytearray()
+        self.reader = P.MessageReader()
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+    def flush(self) -> None:
+        global _sending
+        if not self.out:
+            return
+        data = bytes(self.out)
+        self.out.clear()
+        _sending = True
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            raise SystemExit(0) from None  # client gone: like PostgreSQL, exit quietly
+        finally:
+            _sending = False
+
+    def recv_some(self, deadline: float | None, on_idle: Any) -> bytes:
+        """Wait for socket data, handling interrupts at each wake (ProcessClientReadInterrupt)."""
+        latch = me.latch
+        assert latch is not None
+        while True:
+            latch.reset()
+            on_idle()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if deadline is not None and timeout == 0:
+                raise TimeoutError
+            rc = latch.wait(timeout, socket_readable=True)
+            if rc & WL_POSTMASTER_DEATH:
+                raise elog.fatal("terminating connection due to unexpected postmaster exit", "57P01")
+            if rc & WL_SOCKET_READABLE:
+                try:
+                    data = self.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                return data
+
+    def read_exact(self, n: int, deadline: float | None, on_idle: Any) -> bytes:
+        while len(self.buf) < n:
+            data = self.recv_some(deadline, on_idle)
+            if not data:
+                raise EOFError
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def next_message(self, on_idle: Any) -> tuple[bytes, bytes]:
+        if self.buf:
+            self.reader.feed(self.buf)
+            self.buf = b""
+        while True:
+            m = self.reader.next_message()
+            if m is not None:
+                return m
+            data = self.recv_some(None, on_idle)
+            if not data:
+                raise EOFError
+            self.reader.feed(data)
+
+
+def error_fields(e: PGError, severity: str | None = None) -> P.ErrorFields:
+    return P.ErrorFields(
+        severity=severity or e.severity, sqlstate=e.sqlstate, message=e.message, detail=e.detail,
+        hint=e.hint, position=e.position,
+    )  # fmt: skip
+
+
+# -- signal handlers ----------------------------------------------------------------------------
+
+
+def _die(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.proc_die = True
+    me.pending.interrupt = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _cancel(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.query_cancel = True
+    me.pending.interrupt = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _hup(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.config_reload = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _usr1(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.latch.set()  # type: ignore[union-attr]
+
+
+_client_sock: socket.socket | None = None
+
+
+def _quickdie(signum: int, frame: Any) -> None:
+    """CRASH-6. Runs in the handler on purpose (PostgreSQL's quickdie does too): the process
+    must leave now, and nothing it would do at a check point is safe after a crash."""
+    reason = me.shm.quit_reason if me.shm is not None else QuitReason.NOT_SENT
+    if reason == QuitReason.FOR_CRASH:
+        fields = P.ErrorFields(
+            severity="WARNING", sqlstate="57P02",
+            message="terminating connection because of crash of another server process",
+            detail="The postmaster has commanded this server process to roll back the current transaction "
+            "and exit, because another server process exited abnormally and possibly corrupted shared memory.",
+            hint="In a moment you should be able to reconnect to the database and repeat your command.",
+        )  # fmt: skip
+    elif reason == QuitReason.FOR_STOP:
+        fields = P.ErrorFields(severity="WARNING", sqlstate="57P01",
+                               message="terminating connection due to immediate shutdown command")  # fmt: skip
+    else:
+        fields = P.ErrorFields(severity="WARNING", sqlstate="57P01",
+                               message="terminating connection because of unexpected SIGQUIT signal")  # fmt: skip
+    if _client_sock is not None and not _sending:
+        try:
+            _client_sock.setblocking(False)
+            _client_sock.send(P.notice_response(fields))
+        except OSError:
+            pass
+    os._exit(2)
+
+
+def install_signals() -> None:
+    signal.signal(signal.SIGTERM, _die)
+    signal.signal(signal.SIGINT, _cancel)
+    signal.signal(signal.SIGHUP, _hup)
+    signal.signal(signal.SIGUSR1, _usr1)
+    signal.signal(signal.SIGQUIT, _quickdie)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+# -- startup ------------------------------------------------------------------------------------
+
+
+def _startup_die_check() -> None:
+    """During authentication a SIGTERM ends the process at once (process_startup_packet_die)."""
+    if me.pending.proc_die:
+        raise SystemExit(1)
+
+
+def read_startup_packet(conn: Conn, deadline: float) -> P.StartupPacket | None:
+    """Returns None when the client went away before sending anything complete."""
+    while True:
+        try:
+            first = conn.read_exact(4, deadline, _startup_die_check)
+        except EOFError:
+            return None  # PostgreSQL is silent about a connection that sends nothing
+        try:
+            length = P.read_startup_length(first)
+            body = conn.read_exact(length - 4, deadline, _startup_die_check)
+        except EOFError:
+            elog.log("LOG", "incomplete startup packet", sqlstate="08P01")
+            return None
+        pkt = P.parse_startup_packet(body)
+        if pkt.kind in ("ssl", "gss"):
+            conn.send(P.SSL_NOT_SUPPORTED)
+            conn.flush()
+            continue
+        return pkt
+
+
+def process_cancel(pkt: P.StartupPacket, cancel_keys: dict[int, int]) -> None:
+    key = cancel_keys.get(pkt.cancel_pid)
+    if key is None:
+        elog.log("LOG", f"PID {pkt.cancel_pid} in cancel request did not match any process")
+        return
+    if not secrets.compare_digest(key.to_bytes(4, "big"), (pkt.cancel_key & 0xFFFFFFFF).to_bytes(4, "big")):
+        elog.log("LOG", f"wrong key in cancel request for process {pkt.cancel_pid}")
+        return
+    elog.event(events.CANCEL, "DEBUG2", f"processing cancel request: sending SIGINT to process {pkt.cancel_pid}",
+               target_pid=pkt.cancel_pid)  # fmt: skip
+    try:
+        os.kill(pkt.cancel_pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+
+
+def cac_error(cac: str) -> PGError:
+    if cac == CAC_STARTUP:
+        return elog.fatal("the database system is starting up", "57P03")
+    if cac == CAC_SHUTDOWN:
+        return elog.fatal("the database system is shutting down", "57P03")
+    if cac == CAC_NOTCONSISTENT:
+        return elog.fatal("the database system is not yet accepting connections", "57P03",
+                          detail="Consistent recovery state has not been yet reached.")  # fmt: skip
+    if cac == CAC_NOTHOTSTANDBY:
+        return elog.fatal("the database system is not accepting connections", "57P03",
+                          detail="Hot standby mode is disabled.")  # fmt: skip
+    if cac == CAC_RECOVERY:
+        return elog.fatal("the database system is in recovery mode", "57P03")
+    if cac == CAC_TOOMANY:
+        return elog.fatal("sorry, too many clients already", "53300")
+    raise AssertionError(cac)
+
+
+def send_fatal(conn: Conn, e: PGError) -> None:
+    try:
+        conn.send(P.error_response(error_fields(e, "FATAL")))
+        conn.flush()
+    except SystemExit:
+        pass
+
+
+def main(sock: socket.socket, addr: Any, cac: str, cancel_keys: dict[int, int], hba_rules: list[Any],
+         cancel_key: int) -> int:  # fmt: skip
+    """Entry point of a forked connection child (client backend or dead-end child)."""
+    global _client_sock
+    _client_sock = sock
+    install_signals()
+    sock.setblocking(False)
+    conn = Conn(sock)
+    me.latch.watch_socket(sock)  # type: ignore[union-attr]
+    local = sock.family == socket.AF_UNIX
+    host = "[local]" if local else str(addr[0])
+    port = 0 if local else int(addr[1])
+    elog.ctx.remote = host if local else f"{host}({port})"
+    dead_end = me.kind is BackendKind.DEAD_END
+    injection.inject(f"{me.kind.point_prefix}-start")
+    deadline = time.monotonic() + float(me.guc.get("authentication_timeout"))
+    try:
+        try:
+            pkt = read_startup_packet(conn, deadline)
+        except TimeoutError:
+            return 1  # authentication_timeout: exit quietly, as PostgreSQL does
+        if pkt is None:
+            return 0
+        if pkt.kind == "cancel":
+            process_cancel(pkt, cancel_keys)
+            return 0
+        if P.needs_negotiation(pkt):
+            conn.send(P.negotiate_protocol_version(pkt))
+        if me.guc.get("log_connections"):
+            elog.log("LOG", f"connection received: host={host}" + ("" if local else f" port={port}"))
+        if cac != CAC_OK:
+            elog.event(events.CONNECTION_REFUSED, "DEBUG1", f"connection refused: {cac}", reason=cac)
+            raise cac_error(cac)
+        if dead_end:
+            raise AssertionError("dead-end child with CAC_OK")
+        return Session(conn, pkt, host, port, local, hba_rules, cancel_key).run()
+    except P.ProtocolViolation as e:
+        err = elog.fatal(e.message, e.sqlstate, hint=e.hint)
+        elog.log("FATAL", e.message, sqlstate=e.sqlstate)
+        send_fatal(conn, err)
+        return 1
+    except PGError as e:
+        if e.severity == "ERROR":
+            e.severity = "FATAL"
+        elog.log(e.severity, e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
+        send_fatal(conn, e)
+        return 1
+    except EOFError:
+        return 0
+
+
+class Session:
+    """A client session after startup: GUCs, transaction state, the query loop."""
+
+    def __init__(self, conn: Conn, pkt: P.StartupPacket, host: str, port: int, local: bool,
+                 hba_rules: list[Any], cancel_key: int) -> None:  # fmt: skip
+        self.conn = conn
+        self.pkt = pkt
+        self.host = host
+        self.port = port
+        self.local = local
+        self.hba_rules = hba_rules
+        self.cancel_key = cancel_key
+        self.guc = me.guc
+        self.user = pkt.user
+        self.database = pkt.database
+        self.tx = "I"  # ReadyForQuery status: I, T, E
+        self.xact_start = 0.0
+        self.stmt_start = 0.0
+        self.stmt_deadline: float | None = None
+        self.postmaster_start_time = 0.0
+        self.prepared: dict[str, tuple[str, list[int]]] = {}
+        self.portals: dict[str, tuple[str, list[Any], list[int]]] = {}
+        self.ignore_till_sync = False
+
+    # -- startup ---------------------------------------------------------------------------------
+
+    def init_process(self) -> None:
+        """InitProcess + InitPostgres: attach, claim a connection, authenticate."""
+        from node.ipc.lwlock import LWLockId
+
+        attach()
+        with me.locks.hold(LWLockId.PROC_ARRAY):
+            used = sum(1 for e in me.shm.procs if e.pid and e.counted)
+            if used >= int(self.guc.get("max_connections")):
+                raise elog.fatal("sorry, too many clients already", "53300")
+            me.entry.counted = 1
+        e = me.entry
+        e.changecount += 1
+        e.client_addr = b"" if self.local else self.host.encode()[:47]
+        e.client_port = self.port
+        e.cancel_key = self.cancel_key
+        e.changecount += 1
+        from node import hba
+
+        if self.pkt.replication:
+            raise elog.fatal("replication connections are not supported by pgbed yet", "0A000")
+        rule = hba.find_rule(self.hba_rules, local=self.local, address=None if self.local else self.host,
+                             user=self.user, database=self.database, replication=False)  # fmt: skip
+        enc = "no encryption"
+        if rule is None:
+            where = "" if self.local else f'host "{self.host}", '
+            raise elog.fatal(f'no pg_hba.conf entry for {where}user "{self.user}", database "{self.database}", {enc}',
+                             "28000")  # fmt: skip
+        if rule.method == "reject":
+            where = "" if self.local else f'host "{self.host}", '
+            raise elog.fatal(f'pg_hba.conf rejects connection for {where}user "{self.user}", database '
+                             f'"{self.database}", {enc}', "28000")  # fmt: skip
+        if self.database != "postgres":
+            raise elog.fatal(f'database "{self.database}" does not exist', "3D000")
+        from node.guc import GucError
+
+        for name, value in [(k, v) for k, v in self.pkt.params.items()
+                            if k not in ("user", "database", "options", "replication")] + self.pkt.option_settings:  # fmt: skip
+            try:
+                self.guc.set(name, value)
+            except GucError as err:
+                raise elog.fatal(err.message, err.sqlstate, detail=err.detail, hint=err.hint) from None
+        self.guc.set_internal("session_authorization", self.user)
+        self.guc.set_internal("in_hot_standby", "on" if me.shm.xlog.in_recovery else "off")
+        self.guc.set_internal("default_transaction_read_only", "on" if me.shm.xlog.in_recovery else "off")
+        elog.ctx.user = self.user
+        elog.ctx.dbname = self.database
+        self._sync_entry_names()
+        if self.guc.get("log_connections"):
+            elog.log("LOG", f"connection authorized: user={self.user} database={self.database} "
+                     f"application_name={self.guc.show('application_name')}")  # fmt: skip
+
+    def _sync_entry_names(self) -> None:
+        e = me.entry
+        e.changecount += 1
+        e.usename = self.user.encode()[:63]
+        e.datname = self.database.encode()[:63]
+        e.application_name = str(self.guc.show("application_name")).encode()[:63]
+        e.changecount += 1
+        elog.ctx.application_name = str(self.guc.show("application_name"))
+
+    def title(self, what: str) -> None:
+        from node.launch import set_title
+
+        set_title(f"{self.user} {self.database} {self.host}" + ("" if self.local else f"({self.port})") + f" {what}")
+
+    def run(self) -> int:
+        self.init_process()
+        c = self.conn
+        c.send(P.authentication_ok())
+        for name, value in self.guc.reported().items():
+            c.send(P.parameter_status(name, value))
+        self.guc.take_report_changes()
+        c.send(P.backend_key_data(me.pid, self.cancel_key))
+        pm_pidfile = None
+        try:
+            from node import datadir
+
+            pm_pidfile = datadir.read_pidfile(me.datadir)
+            self.postmaster_start_time = float(pm_pidfile[2]) if pm_pidfile else 0.0
+        except (ValueError, IndexError):
+            pass
+        injection.inject("backend-after-auth")
+        send_ready = True
+        while True:
+            if send_ready:
+                self._report_param_changes()
+                c.send(P.ready_for_query(self.tx))
+                send_ready = False
+            c.flush()
+            state = {"I": ActivityState.IDLE, "T": ActivityState.IDLE_IN_TRANSACTION,
+                     "E": ActivityState.IDLE_IN_TRANSACTION_ABORTED}[self.tx]  # fmt: skip
+            report_activity(state)
+            self.title({"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}[self.tx])
+            me.pending.query_cancel = False  # a cancel that arrives while idle is ignored
+            try:
+                mtype, body = c.next_message(self._idle_interrupts)
+            except EOFError:
+                if self.tx != "I":
+                    elog.log("LOG", "unexpected EOF on client connection with an open transaction", sqlstate="08P01")
+                return 0
+            injection.inject("backend-loop")
+            t = mtype.decode()
+            if t == "X":
+                return 0
+            if self.ignore_till_sync and t != "S":
+                continue
+            try:
+                send_ready = self.dispatch(t, body)
+            except PGError as e:
+                if e.severity in ("FATAL", "PANIC"):
+                    raise
+                self._report_error(e)
+                if t in "PBDECH":
+                    self.ignore_till_sync = True
+                else:
+                    send_ready = True
+
+    def _report_param_changes(self) -> None:
+        for name, value in self.guc.take_report_changes().items():
+            self.conn.send(P.parameter_status(name, value))
+        if self.guc.show("application_name") != elog.ctx.application_name:
+            self._sync_entry_names()
+
+    def _report_error(self, e: PGError, query: str | None = None) -> None:
+        elog.log("ERROR", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint, statement=query)
+        self.conn.send(P.error_response(error_fields(e)))
+        if self.tx == "T":
+            self.tx = "E"
+
+    def _idle_interrupts(self) -> None:
+        report_signals()
+        p = me.pending
+        if p.proc_die:
+            raise elog.fatal("terminating connection due to administrator command", "57P01")
+        p.query_cancel = False
+        if p.config_reload:
+            p.config_reload = False
+            from node.config import reload_in_child
+
+            reload_in_child()
+
+    def check_for_interrupts(self) -> None:
+        """CHECK_FOR_INTERRUPTS while a statement runs."""
+        p = me.pending
+        if p.proc_die:
+            raise elog.fatal("terminating connection due to administrator command", "57P01")
+        if me.latch is not None and not me.latch.postmaster_alive():
+            raise elog.fatal("terminating connection due to unexpected postmaster exit", "57P01")
+        if p.query_cancel:
+            p.query_cancel = False
+            raise PGError("canceling statement due to user request", "57014")
+        if self.stmt_deadline is not None and time.monotonic() >= self.stmt_deadline:
+            raise PGError("canceling statement due to statement timeout", "57014")
+
+    def sleep(self, seconds: float) -> None:
+        """pg_sleep: a latch wait, interruptible by cancel, terminate and postmaster death."""
+        latch = me.latch
+        assert latch is not None
+        end = time.monotonic() + seconds
+        while True:
+            latch.reset()
+            self.check_for_interrupts()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if self.stmt_deadline is not None:
+                left = min(left, max(0.0, self.stmt_deadline - time.monotonic()))
+            rc = latch.wait(left)
+            if rc & WL_POSTMASTER_DEATH:
+                raise elog.fatal("terminating connection due to unexpected postmaster exit", "57P01")
+
+    def notice(self, severity: str, message: str, sqlstate: str = "01000") -> None:
+        if severity == "WARNING":
+            elog.log("WARNING", message, sqlstate=sqlstate)
+        self.conn.send(P.notice_response(P.ErrorFields(severity=severity, sqlstate=sqlstate, message=message)))
+
+    def set_guc(self, name: str, value: str | None, *, local: bool = False) -> None:
+        from node.guc import GucError
+
+        try:
+            if local and self.tx == "I":
+                self.notice("WARNING", "SET LOCAL can only be used in transaction blocks", "25P01")
+                return
+            self.guc.set(name, value, local=local)
+        except GucError as e:
+            raise PGError(e.message, e.sqlstate, detail=e.detail, hint=e.hint) from None
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def dispatch(self, t: str, body: bytes) -> bool:
+        """Handle one frontend message; return True when ReadyForQuery is due."""
+        c = self.conn
+        if t == "Q":
+            self.simple_query(P.parse_query(body))
+            return True
+        if t == "P":
+            msg = P.parse_parse(body)
+            from node.statements import split_statements
+
+            if len(split_statements(msg.query)) > 1:
+                raise PGError("cannot insert multiple commands into a prepared statement", "42601")
+            self.prepared[msg.name] = (msg.query, list(msg.param_oids))
+            c.send(P.parse_complete())
+            return False
+        if t == "B":
+            b = P.parse_bind(body)
+            if b.statement not in self.prepared:
+                raise PGError(f'prepared statement "{b.statement}" does not exist', "26000")
+            query, oids = self.prepared[b.statement]
+            params = [P.decode_param(v, oids[i] if i < len(oids) else 0, b.param_format(i), i + 1)
+                      for i, v in enumerate(b.params)]  # fmt: skip
+            self.portals[b.portal] = (query, params, list(b.result_formats))
+            c.send(P.bind_complete())
+            return False
+        if t == "D":
+            kind, name = P.parse_describe(body)
+            if kind == "S":
+                if name not in self.prepared:
+                    raise PGError(f'prepared statement "{name}" does not exist', "26000")
+                query, oids = self.prepared[name]
+                c.send(P.parameter_description(oids))
+                self._describe(query, [])
+            else:
+                if name not in self.portals:
+                    raise PGError(f'portal "{name}" does not exist', "34000")
+                query, params, _ = self.portals[name]
+                self._describe(query, params)
+            return False
+        if t == "E":
+            portal, _max_rows = P.parse_execute(body)
+            if portal not in self.portals:
+                raise PGError(f'portal "{portal}" does not exist', "34000")
+            query, params, fmts = self.portals[portal]
+            self.execute(query, params, send_description=False, result_formats=fmts)
+            return False
+        if t == "C":
+            kind, name = P.parse_close(body)
+            (self.prepared if kind == "S" else self.portals).pop(name, None)
+            c.send(P.close_complete())
+            return False
+        if t == "S":
+            self.ignore_till_sync = False
+            self.portals.pop("", None)
+            return True
+        if t == "H":
+            c.flush()
+            return False
+        if t in ("d", "c", "f"):
+            return False  # COPY data outside COPY: ignored, as PostgreSQL does
+        raise elog.fatal(f"invalid frontend message type {ord(t)}", "08P01")
+
+    def _describe(self, query: str, params: list[Any]) -> None:
+        from node.statements import describe
+
+        cols = describe(self, query, params)
+        self.conn.send(P.row_description(cols) if cols else P.no_data())
+
+    def simple_query(self, sql: str) -> None:
+        from node.statements import split_statements
+
+        stmts = split_statements(sql)
+        if not stmts:
+            self.conn.send(P.empty_query_response())
+            return
+        for stmt in stmts:
+            try:
+                self.execute(stmt, [], send_description=True, result_formats=[])
+            except PGError as e:
+                if e.severity in ("FATAL", "PANIC"):
+                    raise
+                self._report_error(e, stmt)
+                return
+
+    def execute(self, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int]) -> None:
+        from node.statements import run_statement
+
+        self.stmt_start = time.time()
+        timeout_ms = int(self.guc.get("statement_timeout"))
+        self.stmt_deadline = time.monotonic() + timeout_ms / 1000.0 if timeout_ms > 0 else None
+        report_activity(ActivityState.ACTIVE, sql, xact_start=self.xact_start or self.stmt_start)
+        self.title(sql.split(None, 1)[0].upper() if sql.strip() else "idle")
+        try:
+            self.check_for_interrupts()
+            run_statement(self, sql, params, send_description=send_description, result_formats=result_formats)
+        finally:
+            self.stmt_deadline = None
+            if self.tx == "I":
+                self.xact_start = 0.0
+                report_activity(ActivityState.IDLE, xact_start=0.0)

@@ -1,0 +1,182 @@
+"""The checkpointer process (CKPT: checkpointer.c), started at T1 and alive until T11.
+
+What it does: timed checkpoints every checkpoint_timeout (skipped while nothing was written, as
+PostgreSQL skips them "because system is idle"), requested checkpoints (CHECKPOINT, the
+startup process's end-of-recovery checkpoint), and the shutdown checkpoint of SHUT-5: on SIGINT
+it writes the shutdown checkpoint into pg_control, sends PMSIGNAL_XLOG_IS_SHUTDOWN (T9), then
+waits for SIGUSR2 and exits 0 (T10/T11). Any other exit is a crash (CRASH-1).
+
+What it deliberately does not do (yet): flush buffers or WAL; the storage issue fills in
+`create_checkpoint`'s write and sync phases. It ignores SIGTERM, as PostgreSQL's does.
+
+Signals: SIGHUP reload; SIGINT shutdown checkpoint; SIGUSR2 exit after it; SIGUSR1 wake;
+SIGQUIT _exit(2); SIGTERM ignored.
+
+Shared state: writes `ckpt.checkpointer_pid`/`checkpointer_slot` (at attach), bumps
+`ckpt_started`/`ckpt_done`/`ckpt_failed`; reads `ckpt_request`/`ckpt_flags`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from node import elog, events, injection
+from node.ipc.latch import WL_POSTMASTER_DEATH
+from node.ipc.pmsignal import send_pmsignal
+from node.proc import count_signal, me, report_signals
+from node.states import DBState, PMSignalReason
+
+CHECKPOINT_IMMEDIATE = 0x4
+CHECKPOINT_FORCE = 0x8
+CHECKPOINT_WAIT = 0x20
+CHECKPOINT_END_OF_RECOVERY = 0x2
+CHECKPOINT_IS_SHUTDOWN = 0x1
+
+
+def _hup(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.config_reload = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _int(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.shutdown_request = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _usr2(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.pending.shutdown_exit = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _usr1(signum: int, frame: Any) -> None:
+    count_signal(signum)
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def _quit(signum: int, frame: Any) -> None:
+    os._exit(2)  # SignalHandlerForCrashExit: no cleanup, shared memory is suspect
+
+
+def describe_flags(flags: int, reason: str) -> str:
+    words = [reason] if reason else []
+    if flags & CHECKPOINT_IMMEDIATE:
+        words.append("immediate")
+    if flags & CHECKPOINT_FORCE:
+        words.append("force")
+    if flags & CHECKPOINT_WAIT:
+        words.append("wait")
+    return " ".join(words)
+
+
+def create_checkpoint(reason: str, flags: int) -> None:
+    """CreateCheckPoint / CreateRestartPoint: record the redo point in pg_control."""
+    from node import datadir
+
+    shm = me.shm
+    in_recovery = bool(shm.xlog.in_recovery)
+    shutdown = reason == "shutdown"
+    cf = datadir.read_control(me.datadir)
+    insert = shm.xlog.insert_lsn
+    if not (shutdown or flags & (CHECKPOINT_FORCE | CHECKPOINT_END_OF_RECOVERY)) and cf.redo_lsn == insert \
+            and cf.state == DBState.IN_PRODUCTION:  # fmt: skip
+        elog.log("DEBUG1", "checkpoint skipped because system is idle")
+        return
+    kind = "restartpoint" if in_recovery else "checkpoint"
+    label = describe_flags(flags, reason)
+    shm.ckpt.ckpt_started += 1
+    start = time.monotonic()
+    if me.guc.get("log_checkpoints"):
+        elog.event(events.CHECKPOINT_START, "LOG", f"{kind} starting: {label}", reason=reason)
+    else:
+        elog.event(events.CHECKPOINT_START, "DEBUG1", f"{kind} starting: {label}", reason=reason)
+    injection.inject("checkpointer-checkpoint")
+    cf.checkpoint_lsn = insert
+    cf.redo_lsn = insert
+    cf.checkpoint_time = time.time()
+    if shutdown:
+        cf.state = DBState.SHUTDOWNED_IN_RECOVERY if in_recovery else DBState.SHUTDOWNED
+    elif not in_recovery:
+        cf.state = DBState.IN_PRODUCTION
+    datadir.write_control(me.datadir, cf)
+    total = time.monotonic() - start
+    shm.ckpt.last_checkpoint_time = time.time()
+    shm.ckpt.ckpt_done += 1
+    msg = (
+        f"{kind} complete: wrote 0 buffers (0.0%); 0 WAL file(s) added, 0 removed, 0 recycled; "
+        f"write=0.000 s, sync=0.000 s, total={total:.3f} s; sync files=0, longest=0.000 s, "
+        "average=0.000 s; distance=0 kB, estimate=0 kB"
+    )
+    level = "LOG" if me.guc.get("log_checkpoints") else "DEBUG1"
+    elog.event(events.CHECKPOINT_DONE, level, msg, reason=reason, duration_s=round(total, 6))
+
+
+def main() -> int:
+    from node.proc import attach
+
+    signal.signal(signal.SIGHUP, _hup)
+    signal.signal(signal.SIGINT, _int)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, _quit)
+    signal.signal(signal.SIGUSR1, _usr1)
+    signal.signal(signal.SIGUSR2, _usr2)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    injection.inject("checkpointer-start")
+    attach()
+    shm = me.shm
+    shm.ckpt.checkpointer_pid = me.pid
+    shm.ckpt.checkpointer_slot = me.slot
+    latch = me.latch
+    assert latch is not None
+    last_timed = time.monotonic()
+    seen_request = shm.ckpt.ckpt_request
+    shutdown_done = False
+    while True:
+        latch.reset()
+        injection.inject("checkpointer-loop")
+        report_signals()
+        p = me.pending
+        if p.config_reload:
+            p.config_reload = False
+            from node.config import reload_in_child
+
+            reload_in_child()
+        if p.shutdown_request and not shutdown_done:
+            # SHUT-5: the walsender handshake comes with the replication issue; with none
+            # running, write the shutdown checkpoint at once.
+            elog.log("LOG", "shutting down")
+            create_checkpoint("shutdown", CHECKPOINT_IS_SHUTDOWN | CHECKPOINT_IMMEDIATE)
+            shutdown_done = True
+            elog.event(events.XLOG_SHUTDOWN, "DEBUG1", "shutdown checkpoint written")
+            send_pmsignal(shm, me.postmaster_pid, PMSignalReason.XLOG_IS_SHUTDOWN)
+        if p.shutdown_exit:
+            return 0
+        if not shutdown_done:
+            req = shm.ckpt.ckpt_request
+            if req != seen_request:
+                seen_request = req
+                flags = shm.ckpt.ckpt_flags
+                reason = "end-of-recovery" if flags & CHECKPOINT_END_OF_RECOVERY else ""
+                try:
+                    create_checkpoint(reason, flags | CHECKPOINT_FORCE)
+                except OSError as e:
+                    shm.ckpt.ckpt_failed += 1
+                    elog.log("ERROR", f"checkpoint request failed: {e}")
+                last_timed = time.monotonic()
+                continue
+            timeout = float(me.guc.get("checkpoint_timeout"))
+            if time.monotonic() - last_timed >= timeout:
+                last_timed = time.monotonic()
+                create_checkpoint("time", 0)
+            wait = max(0.0, timeout - (time.monotonic() - last_timed))
+        else:
+            wait = None
+        rc = latch.wait(wait)
+        if rc & WL_POSTMASTER_DEATH:
+            return 1  # CRASH-10

@@ -1,0 +1,58 @@
+"""Event names and fields of the JSON log: the contract between the node and the checkers.
+
+What it does: names every event the node emits into the jsonlog (`log/postgresql.json` in the
+data directory) and the fields each carries. The orchestrator's checkers import these names
+from here; nothing else may spell them.
+
+What it deliberately does not do: write anything (node/elog.py does) or filter. Event lines
+are written to the jsonlog whatever log_min_messages says, because checkers must see every
+state change; the text log on stderr still honours log_min_messages.
+
+Every JSON line has: timestamp (PostgreSQL's `%m` form), ts (epoch seconds, float), pid,
+backend_type, error_severity, message; event lines add `event` and the fields below.
+"""
+
+from __future__ import annotations
+
+# postmaster
+PM_STATE = "pm_state"  # old, new (PMState names)
+PM_START = "postmaster_start"  # port, data_directory, system_identifier
+PM_EXIT = "postmaster_exit"  # exit_code
+SHUTDOWN_REQUEST = "shutdown_request"  # mode: smart|fast|immediate
+RELOAD = "reload"  # (SIGHUP honoured)
+CHILD_START = "child_start"  # kind, child_pid, child_slot
+CHILD_EXIT = "child_exit"  # kind, child_pid, exit_code|None, signal|None, classification
+CRASH = "crash"  # kind, child_pid (first crash only: CRASH-4)
+SIGKILL_ESCALATION = "sigkill_escalation"
+REINIT = "reinit"  # generation
+READY = "ready"  # read_only: bool
+FORK_FAILED = "fork_failed"  # kind, error
+CONNECTION_REFUSED = "connection_refused"  # reason (CAC_* name), sqlstate
+
+# every process
+PROCESS_START = "process_start"  # kind
+PROCESS_EXIT = "process_exit"  # kind, exit_code
+SIGNAL = "signal"  # signal name, count (counted in the process, logged at a check point)
+SETTING_CHANGED = "setting_changed"  # name, value
+INJECTION_FIRED = "injection_fired"  # name, action, arg
+
+# startup process
+RECOVERY_STARTED = "recovery_started"  # crash: bool
+CONSISTENT = "consistent"  # lsn
+HOT_STANDBY = "hot_standby"
+STARTUP_DONE = "startup_done"
+PROMOTE = "promote"
+
+# checkpointer
+CHECKPOINT_START = "checkpoint_start"  # reason: time|immediate|shutdown|end-of-recovery
+CHECKPOINT_DONE = "checkpoint_done"  # reason, duration_s
+XLOG_SHUTDOWN = "xlog_shutdown"
+
+# backends
+BACKEND_FATAL = "backend_fatal"  # sqlstate
+CANCEL = "cancel"  # target_pid
+QUICKDIE = "quickdie"  # reason
+
+ALL_EVENTS = frozenset(
+    v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALL_EVENTS"
+)

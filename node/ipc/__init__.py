@@ -1,0 +1,1 @@
+"""Inter-process plumbing: shared memory, latches, PMSignal, light-weight locks."""

@@ -1,0 +1,810 @@
+"""The postmaster: supervises every process of the node (PM: postmaster.c).
+
+What it does: creates shared memory, forks the checkpointer and the startup process (T1),
+accepts connections and forks a backend (or a dead-end child) for each, reaps children,
+classifies their exits (CRASH-1), handles crashes (CRASH-4..10: SIGQUIT all, SIGKILL after 5 s,
+rebuild shared memory, crash recovery), runs the PMState machine (T1..T15) and the shutdown
+modes (SHUT-1..9), and forwards SIGHUP.
+
+What it deliberately does not do: startup work, SQL, or anything that could wedge it. It never
+waits on a lock, never sleeps except in its selector, and does no work in signal handlers.
+After creating shared memory it writes only the fields it owns (dead-man switch at fork and
+reap, pmsignal clears, quit reason, the setting injection table) and validates what it reads.
+
+NOTES
+- Loop shape (PM-0, STYLE 5): wait on selectors (listen sockets + the signal wakeup fd), then
+  process pending shutdown, reload, child-exit and pmsignal flags in that order, accept
+  connections, launch missing children, then timed chores (SIGKILL escalation, lock-file check).
+- One setter for the state, `_set_state`, logs every transition as an event; `state_machine()`
+  runs after every event (PostmasterStateMachine).
+- The reaper `_reap` is the only place a death is recorded (P-10, STYLE 10).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node import datadir, elog, events, injection
+from node.ipc.lwlock import LWLocks
+from node.ipc.pmsignal import check_pmsignal
+from node.ipc.shmem import ShmemSegment, ShmemSizes
+from node.launch import fork_child, set_cluster_name, set_title
+from node.pmlogic import (
+    ExitClass,
+    can_accept_connections,
+    classify_exit,
+    describe_exit,
+    procname,
+    wait_backends_done,
+)
+from node.proc import ChildInfo, me
+from node.states import (
+    BackendKind,
+    ChildSlotState,
+    PidfileStatus,
+    PMSignalReason,
+    PMState,
+    QuitReason,
+    ShutdownMode,
+    StartupStatus,
+)
+
+SIGKILL_CHILDREN_AFTER_SECS = 5.0
+LOCKFILE_CHECK_SECS = 60.0
+
+
+@dataclass
+class PMChild:
+    pid: int
+    kind: BackendKind
+    slot: int  # -1 for dead-end children
+    started_at: float
+    cancel_key: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Pending:
+    """Flags written only by the postmaster's signal handlers (SIG-1)."""
+
+    shutdown = ShutdownMode.NONE
+    reload = False
+    child_exit = False
+    pmsignal = False
+    received = [0] * 65  # counted in handlers, reported at a check point
+
+
+pending = _Pending()
+
+
+def _on_shutdown_signal(signum: int, frame: Any) -> None:
+    pending.received[signum] += 1
+    mode = {signal.SIGTERM: ShutdownMode.SMART, signal.SIGINT: ShutdownMode.FAST,
+            signal.SIGQUIT: ShutdownMode.IMMEDIATE}[signal.Signals(signum)]  # fmt: skip
+    if mode > pending.shutdown:
+        pending.shutdown = mode
+
+
+def _on_hup(signum: int, frame: Any) -> None:
+    pending.received[signum] += 1
+    pending.reload = True
+
+
+def _on_chld(signum: int, frame: Any) -> None:
+    pending.received[signum] += 1
+    pending.child_exit = True
+
+
+def _on_usr1(signum: int, frame: Any) -> None:
+    pending.received[signum] += 1
+    pending.pmsignal = True
+
+
+class Postmaster:
+    def __init__(self, data_dir: str, guc: Any) -> None:
+        self.datadir = data_dir
+        self.guc = guc
+        self.state = PMState.INIT
+        self.shutdown = ShutdownMode.NONE
+        self.fatal_error = False
+        self.abort_start: float | None = None
+        self.conns_allowed = True
+        self.startup_status = StartupStatus.NOT_RUNNING
+        self.children: dict[int, PMChild] = {}
+        self.free_slots: list[int] = []
+        self.startup_pid = 0
+        self.checkpointer_pid = 0
+        self.listen: list[socket.socket] = []
+        self.socket_files: list[str] = []
+        self.sel = selectors.DefaultSelector()
+        self.seg: ShmemSegment | None = None
+        self.generation = 0
+        self.hba_rules: list[Any] = []
+        self.start_time = time.time()
+        self.reported = [0] * 65
+        self.next_lockfile_check = time.monotonic() + LOCKFILE_CHECK_SECS
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _set_state(self, new: PMState) -> None:
+        old = self.state
+        if old == new:
+            return
+        self.state = new
+        elog.event(events.PM_STATE, "DEBUG1", f"updating PMState from {old.name} to {new.name}",
+                   old=old.name, new=new.name)  # fmt: skip
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def _create_shmem(self) -> None:
+        g = self.guc
+        sizes = ShmemSizes.for_settings(int(g.get("max_connections")), int(g.get("max_worker_processes")),
+                                        int(g.get("max_wal_senders")))  # fmt: skip
+        if self.seg is not None:
+            self.seg.release()
+        self.generation += 1
+        self.seg = ShmemSegment.create(sizes, self.generation)
+        s = self.seg.s
+        self.free_slots = list(range(sizes.n_procs - 1, -1, -1))
+        me.seg = self.seg
+        me.shm = s
+        injection.attach(s, None)
+        try:
+            injection.apply_setting(s, str(g.get("injection_points")))
+        except ValueError as e:
+            elog.log("LOG", str(e))
+
+    def _open_listen_sockets(self) -> None:
+        g = self.guc
+        port = int(g.get("port"))
+        addrs = [a.strip() for a in str(g.get("listen_addresses")).split(",") if a.strip()]
+        for a in addrs:
+            targets: list[tuple[int, str]] = []
+            if a == "*":
+                targets = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+            elif a == "localhost":
+                targets = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+            else:
+                targets = [(socket.AF_INET6 if ":" in a else socket.AF_INET, a)]
+            for fam, host in targets:
+                try:
+                    s = socket.socket(fam, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if fam == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s.bind((host, port))
+                    s.listen(min(2 * int(g.get("max_connections")), 1000))
+                except OSError as e:
+                    s.close()
+                    if fam == socket.AF_INET6 and a in ("*", "localhost") and e.errno in (
+                            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):  # fmt: skip
+                        continue
+                    elog.log("LOG", f'could not bind {"IPv6" if fam == socket.AF_INET6 else "IPv4"} address '
+                             f'"{host}": {e.strerror}',
+                             hint="Is another postmaster already running on port "
+                             f"{port}? If not, wait a few seconds and retry.")  # fmt: skip
+                    continue
+                s.setblocking(False)
+                elog.log("LOG", f'listening on {"IPv6" if fam == socket.AF_INET6 else "IPv4"} address '
+                         f'"{host}", port {port}')  # fmt: skip
+                self.listen.append(s)
+        for d in [x.strip() for x in str(g.get("unix_socket_directories")).split(",") if x.strip()]:
+            path = os.path.join(d, f".s.PGSQL.{port}")
+            try:
+                if os.path.exists(path):
+                    os.unlink(path)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.bind(path)
+                os.chmod(path, int(g.get("unix_socket_permissions")))
+                s.listen(min(2 * int(g.get("max_connections")), 1000))
+            except OSError as e:
+                elog.log("LOG", f'could not create Unix socket for address "{path}": {e.strerror}')
+                continue
+            s.setblocking(False)
+            elog.log("LOG", f'listening on Unix socket "{path}"')
+            self.listen.append(s)
+            self.socket_files.append(path)
+        if not self.listen:
+            raise elog.fatal("could not create any TCP/IP sockets" if addrs else "no socket created for listening")
+        for s in self.listen:
+            self.sel.register(s, selectors.EVENT_READ, "listen")
+
+    def _stop_listening(self) -> None:
+        """ConfigurePostmasterWaitSet(false): keep the sockets, stop accepting on them."""
+        for s in self.listen:
+            try:
+                self.sel.unregister(s)
+            except (KeyError, ValueError):
+                pass
+
+    def _resume_listening(self) -> None:
+        for s in self.listen:
+            try:
+                self.sel.register(s, selectors.EVENT_READ, "listen")
+            except (KeyError, ValueError):
+                pass
+
+    def _load_hba(self, at_start: bool) -> bool:
+        from node import hba
+
+        try:
+            self.hba_rules = hba.parse_hba(Path(self.datadir) / "pg_hba.conf")
+            return True
+        except (hba.HbaError, OSError) as e:
+            if at_start:
+                raise elog.fatal("could not load pg_hba.conf", detail=str(e)) from None
+            elog.log("LOG", str(e))
+            elog.log("LOG", f"{Path(self.datadir) / 'pg_hba.conf'} was not reloaded")
+            return False
+
+    # -- children ---------------------------------------------------------------------------------
+
+    def _close_fds_for_child(self) -> list[int]:
+        fds = [s.fileno() for s in self.listen]
+        fds += [self.wake_r, self.wake_w, self.death_w]
+        try:
+            fds.append(self.sel.fileno())  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            pass
+        return fds
+
+    def _assign_slot(self) -> int:
+        slot = self.free_slots.pop()
+        self.seg.s.child_state[slot] = ChildSlotState.ASSIGNED  # type: ignore[union-attr]
+        return slot
+
+    def _release_slot(self, child: PMChild) -> bool:
+        """ReleasePostmasterChildSlot: False when the child never detached (CRASH-3)."""
+        if child.slot < 0:
+            return True
+        s = self.seg.s  # type: ignore[union-attr]
+        st = s.child_state[child.slot]
+        ok = st in (ChildSlotState.ASSIGNED, ChildSlotState.UNUSED)
+        s.child_state[child.slot] = ChildSlotState.UNUSED
+        entry = s.procs[child.slot]
+        if entry.pid == child.pid:  # a child that died attached leaves its row behind
+            entry.changecount += 1
+            entry.pid = 0
+            entry.counted = 0
+            entry.latch_owner = 0
+            entry.changecount += 1
+        self.free_slots.append(child.slot)
+        return ok
+
+    def start_child(self, kind: BackendKind, main: Any, **extra: Any) -> int:
+        """StartChildProcess: fork an auxiliary process. Returns 0 when the fork failed."""
+        point = injection.armed(f"postmaster-fork-{kind.point_prefix}")
+        slot = self._assign_slot()
+        try:
+            if point is not None and point.action == injection.Action.FAIL:
+                injection.run(f"postmaster-fork-{kind.point_prefix}", point)
+            pid = fork_child(ChildInfo(kind, slot), main, self._close_fds_for_child())
+        except (OSError, elog.PGError) as e:
+            self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
+            self.free_slots.append(slot)
+            msg = getattr(e, "strerror", None) or getattr(e, "message", str(e))
+            elog.event(events.FORK_FAILED, "LOG", f"could not fork {procname(kind)}: {msg}", kind=kind.value,
+                       error=msg)  # fmt: skip
+            return 0
+        self.children[pid] = PMChild(pid, kind, slot, time.time(), extra=extra)
+        elog.event(events.CHILD_START, "DEBUG2", f"started {procname(kind)} (PID {pid})", kind=kind.value,
+                   child_pid=pid, child_slot=slot)  # fmt: skip
+        return pid
+
+    def _start_startup(self) -> None:
+        from node import startup
+
+        pid = self.start_child(BackendKind.STARTUP, startup.main)
+        if not pid:
+            raise elog.fatal("could not fork startup process")
+        self.startup_pid = pid
+        self.startup_status = StartupStatus.RUNNING
+
+    def _start_checkpointer(self) -> int:
+        from node import checkpointer
+
+        self.checkpointer_pid = self.start_child(BackendKind.CHECKPOINTER, checkpointer.main)
+        return self.checkpointer_pid
+
+    def signal_child(self, child: PMChild, sig: int) -> None:
+        try:
+            os.kill(child.pid, sig)
+        except ProcessLookupError:
+            pass  # the reaper will see it (STYLE 10: only the reaper records a death)
+
+    def signal_children(self, sig: int, kinds: frozenset[BackendKind] | None = None,
+                        exclude: frozenset[BackendKind] = frozenset()) -> None:  # fmt: skip
+        for child in list(self.children.values()):
+            if (kinds is None or child.kind in kinds) and child.kind not in exclude:
+                self.signal_child(child, sig)
+
+    def count_children(self, kinds: frozenset[BackendKind]) -> int:
+        return sum(1 for c in self.children.values() if c.kind in kinds)
+
+    def terminate_children(self, sig: int) -> None:
+        """TerminateChildren: everything (no syslogger here); mark the startup process."""
+        self.signal_children(sig)
+        if self.startup_pid and sig in (signal.SIGQUIT, signal.SIGKILL, signal.SIGABRT):
+            self.startup_status = StartupStatus.SIGNALED
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _accept(self, lsock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                csock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                elog.log("LOG", f"could not accept new connection: {e.strerror}")
+                return
+            try:
+                self._backend_startup(csock, addr)
+            finally:
+                csock.close()
+
+    def _backend_startup(self, csock: socket.socket, addr: Any) -> None:
+        from node import backend
+
+        g = self.guc
+        cac = can_accept_connections(
+            self.state, self.shutdown, self.fatal_error, self.conns_allowed, bool(g.get("hot_standby")),
+            n_children=self.count_children(frozenset({BackendKind.BACKEND})),
+            max_children=2 * (int(g.get("max_connections")) + int(g.get("max_wal_senders"))),
+        )  # fmt: skip
+        dead_end = cac != backend.CAC_OK
+        kind = BackendKind.DEAD_END if dead_end else BackendKind.BACKEND
+        key = secrets.randbits(32)
+        cancel_keys = {c.pid: c.cancel_key for c in self.children.values() if c.kind is BackendKind.BACKEND}
+        slot = -1 if dead_end else self._assign_slot()
+        point = injection.armed("postmaster-fork-backend")
+        rules = self.hba_rules
+        try:
+            if point is not None and point.action == injection.Action.FAIL and not dead_end:
+                injection.run("postmaster-fork-backend", point)
+            pid = fork_child(
+                ChildInfo(kind, slot, key),
+                lambda: backend.main(csock, addr, cac, cancel_keys, rules, key),
+                self._close_fds_for_child(),
+            )
+        except (OSError, elog.PGError) as e:
+            if slot >= 0:
+                self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
+                self.free_slots.append(slot)
+            msg = getattr(e, "strerror", None) or getattr(e, "message", str(e))
+            elog.event(events.FORK_FAILED, "LOG", f"could not fork new process for connection: {msg}",
+                       kind=kind.value, error=msg)  # fmt: skip
+            try:  # report_fork_failure_to_client: best effort, old-style error
+                csock.send(b"E" + f"could not fork new process for connection: {msg}\n".encode() + b"\0")
+            except OSError:
+                pass
+            return
+        self.children[pid] = PMChild(pid, kind, slot, time.time(), cancel_key=key)
+        elog.event(events.CHILD_START, "DEBUG2", f"forked new backend, pid={pid} socket={csock.fileno()}",
+                   kind=kind.value, child_pid=pid, child_slot=slot)  # fmt: skip
+
+    # -- event processing -------------------------------------------------------------------------
+
+    def _report_signals(self) -> None:
+        for n in range(1, 65):
+            got = pending.received[n]
+            if got != self.reported[n]:
+                count = got - self.reported[n]
+                self.reported[n] = got
+                name = signal.Signals(n).name
+                elog.event(events.SIGNAL, "DEBUG1", f"received {name} ({count}x)", signal=name, count=count,
+                           kind="postmaster")  # fmt: skip
+
+    def process_shutdown_request(self) -> None:
+        mode = pending.shutdown
+        pending.shutdown = ShutdownMode.NONE
+        if mode <= self.shutdown:
+            return  # SHUT-1: not stronger than the current mode
+        self.shutdown = mode
+        name = mode.name.lower()
+        elog.event(events.SHUTDOWN_REQUEST, "LOG", f"received {name} shutdown request", mode=name)
+        datadir.set_pidfile_status(self.datadir, PidfileStatus.STOPPING)
+        st = self.state
+        if mode is ShutdownMode.SMART:
+            if st in (PMState.RUN, PMState.HOT_STANDBY):
+                self.conns_allowed = False  # SHUT-2
+            elif st in (PMState.STARTUP, PMState.RECOVERY):
+                self._set_state(PMState.STOP_BACKENDS)  # T5
+        elif mode is ShutdownMode.FAST:
+            if st in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN):
+                if st in (PMState.RUN, PMState.HOT_STANDBY):
+                    elog.log("LOG", "aborting any active transactions")  # SHUT-3
+                self._set_state(PMState.STOP_BACKENDS)  # T5
+        else:  # SHUT-7
+            self.seg.s.quit_reason = QuitReason.FOR_STOP  # type: ignore[union-attr]
+            self.terminate_children(signal.SIGQUIT)
+            self._set_state(PMState.WAIT_BACKENDS)
+            self.abort_start = time.monotonic()
+        self.state_machine()
+
+    def process_reload_request(self) -> None:
+        pending.reload = False
+        if self.shutdown > ShutdownMode.SMART:
+            return  # SHUT-8
+        elog.event(events.RELOAD, "LOG", "received SIGHUP, reloading configuration files")
+        from node import config
+
+        config.reload(in_postmaster=True)
+        try:
+            injection.apply_setting(self.seg.s, str(self.guc.get("injection_points")))  # type: ignore[union-attr]
+        except ValueError as e:
+            elog.log("LOG", str(e))
+        set_cluster_name(str(self.guc.get("cluster_name")))
+        self.signal_children(signal.SIGHUP, exclude=frozenset({BackendKind.DEAD_END}))
+        self._load_hba(at_start=False)
+
+    def _reap(self) -> None:
+        """The only place a death is recorded (P-10): clear the flag, then drain waitpid."""
+        pending.child_exit = False
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            self._child_exited(pid, status)
+        self.state_machine()
+
+    def _child_exited(self, pid: int, status: int) -> None:
+        child = self.children.pop(pid, None)
+        code = os.waitstatus_to_exitcode(status)
+        if child is None:
+            elog.log("DEBUG1", f"untracked child process (PID {pid}) exited")
+            if code not in (0, 1):
+                self.handle_child_crash(pid, code, "untracked child process", None)
+            return
+        detached = self._release_slot(child)
+        cls = classify_exit(child.kind, code, self.state, detached)
+        sig = -code if code < 0 else None
+        elog.event(events.CHILD_EXIT, "DEBUG2", describe_exit(procname(child.kind), pid, code),
+                   kind=child.kind.value, child_pid=pid, exit_code=None if sig else code,
+                   signal=signal.Signals(sig).name if sig else None, classification=cls.value)  # fmt: skip
+        if child.kind is BackendKind.STARTUP:
+            self._startup_exited(pid, code)
+            return
+        if child.kind is BackendKind.CHECKPOINTER:
+            self.checkpointer_pid = 0
+            if cls is ExitClass.CLEAN:  # T11: exit 0 in WAIT_CHECKPOINTER only
+                self._set_state(PMState.WAIT_DEAD_END)
+                self._stop_listening()
+                self.signal_children(signal.SIGTERM)
+            else:
+                self.handle_child_crash(pid, code, procname(child.kind), child)
+            return
+        if cls is ExitClass.CRASH:
+            self.handle_child_crash(pid, code, procname(child.kind), child)
+            return
+        if code != 0 and child.kind is not BackendKind.DEAD_END:
+            elog.log("DEBUG2", describe_exit(procname(child.kind), pid, code))
+
+    def _startup_exited(self, pid: int, code: int) -> None:
+        self.startup_pid = 0
+        if self.shutdown > ShutdownMode.NONE and code in (0, 1):  # T15
+            self.startup_status = StartupStatus.NOT_RUNNING
+            self._set_state(PMState.WAIT_BACKENDS)
+            return
+        if code == 3:  # T15, REC-8
+            elog.log("LOG", "shutdown at recovery target")
+            self.startup_status = StartupStatus.NOT_RUNNING
+            self.shutdown = max(self.shutdown, ShutdownMode.SMART)
+            self.terminate_children(signal.SIGTERM)
+            self._set_state(PMState.WAIT_BACKENDS)
+            return
+        if self.state == PMState.STARTUP and self.startup_status != StartupStatus.SIGNALED and code != 0:
+            elog.log("LOG", describe_exit("startup process", pid, code))  # CRASH-9
+            elog.log("LOG", "aborting startup due to startup process failure")
+            self.exit_postmaster(1)
+        if code != 0:
+            if self.startup_status == StartupStatus.SIGNALED:
+                self.startup_status = StartupStatus.NOT_RUNNING
+                if self.state == PMState.STARTUP:
+                    self._set_state(PMState.WAIT_BACKENDS)
+            else:
+                self.startup_status = StartupStatus.CRASHED
+            self.handle_child_crash(pid, code, "startup process", None)
+            return
+        # T4: startup succeeded, commence normal operations
+        self.startup_status = StartupStatus.NOT_RUNNING
+        self.fatal_error = False
+        self.abort_start = None
+        self._set_state(PMState.RUN)
+        self.conns_allowed = True
+        if not self.checkpointer_pid:
+            self._start_checkpointer()
+        elog.event(events.READY, "LOG", "database system is ready to accept connections", read_only=False)
+        datadir.set_pidfile_status(self.datadir, PidfileStatus.READY)
+
+    def handle_child_crash(self, pid: int, code: int, name: str, child: PMChild | None) -> None:
+        """HandleChildCrash (CRASH-4): only the first crash logs and signals."""
+        if self.fatal_error or self.shutdown == ShutdownMode.IMMEDIATE:
+            return
+        detail = None
+        if child is not None and child.slot >= 0:
+            q = self.seg.s.procs[child.slot].query.decode("utf-8", "replace")  # type: ignore[union-attr]
+            if q and child.kind is BackendKind.BACKEND:
+                detail = f"Failed process was running: {q}"
+        elog.event(events.CRASH, "LOG", describe_exit(name, pid, code), detail=detail,
+                   kind=child.kind.value if child else "untracked", child_pid=pid)  # fmt: skip
+        elog.log("LOG", "terminating any other active server processes")
+        self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=True)
+
+    def handle_fatal_error(self, reason: QuitReason, *, consider_sigabrt: bool) -> None:
+        self.seg.s.quit_reason = reason  # type: ignore[union-attr]
+        sig = signal.SIGABRT if consider_sigabrt and self.guc.get("send_abort_for_crash") else signal.SIGQUIT
+        self.terminate_children(sig)
+        self.fatal_error = True
+        st = self.state
+        if st in (PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN, PMState.STOP_BACKENDS):
+            self._set_state(PMState.WAIT_BACKENDS)  # T14
+        elif st in (PMState.WAIT_XLOG_SHUTDOWN, PMState.WAIT_XLOG_ARCHIVAL, PMState.WAIT_CHECKPOINTER):
+            self._stop_listening()
+            self._set_state(PMState.WAIT_DEAD_END)  # T14
+        if self.abort_start is None:
+            self.abort_start = time.monotonic()
+
+    def process_pmsignal(self) -> None:
+        pending.pmsignal = False
+        s = self.seg.s  # type: ignore[union-attr]
+        if check_pmsignal(s, PMSignalReason.RECOVERY_STARTED) and self.state == PMState.STARTUP \
+                and self.shutdown == ShutdownMode.NONE:  # fmt: skip
+            self.fatal_error = False  # T2
+            self.abort_start = None
+            if not self.guc.get("hot_standby"):
+                datadir.set_pidfile_status(self.datadir, PidfileStatus.STANDBY)
+            self._set_state(PMState.RECOVERY)
+        if check_pmsignal(s, PMSignalReason.BEGIN_HOT_STANDBY) and self.state == PMState.RECOVERY \
+                and self.shutdown == ShutdownMode.NONE:  # fmt: skip
+            elog.event(events.READY, "LOG", "database system is ready to accept read-only connections",
+                       read_only=True)  # fmt: skip
+            datadir.set_pidfile_status(self.datadir, PidfileStatus.READY)
+            self._set_state(PMState.HOT_STANDBY)  # T3
+            self.conns_allowed = True
+        if check_pmsignal(s, PMSignalReason.XLOG_IS_SHUTDOWN):
+            if self.state == PMState.WAIT_XLOG_SHUTDOWN:
+                self._set_state(PMState.WAIT_XLOG_ARCHIVAL)  # T9: SIGUSR2 archiver + walsenders
+                self.signal_children(signal.SIGUSR2, kinds=frozenset({BackendKind.WALSENDER}))
+            elif not self.fatal_error and self.shutdown != ShutdownMode.IMMEDIATE:
+                elog.log("LOG", "WAL was shut down unexpectedly")  # CRASH-11
+                self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
+        check_pmsignal(s, PMSignalReason.ADVANCE_STATE_MACHINE)
+        if (check_pmsignal(s, PMSignalReason.PROMOTE) or (Path(self.datadir) / "promote").exists()) \
+                and self.startup_pid and self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY):  # fmt: skip
+            os.kill(self.startup_pid, signal.SIGUSR2)  # REC-5: the startup process unlinks the file
+        self.state_machine()
+
+    def state_machine(self) -> None:
+        """PostmasterStateMachine: advance as far as the current facts allow."""
+        from node.pmlogic import STOP_SET
+
+        if self.state in (PMState.RUN, PMState.HOT_STANDBY) and not self.conns_allowed:
+            if self.count_children(frozenset({BackendKind.BACKEND})) == 0:
+                self._set_state(PMState.STOP_BACKENDS)  # SHUT-2 → T5
+        if self.state == PMState.STOP_BACKENDS:
+            self.signal_children(signal.SIGTERM, kinds=STOP_SET)  # T6, SHUT-4
+            self._set_state(PMState.WAIT_BACKENDS)
+        if self.state == PMState.WAIT_BACKENDS:
+            live = {c.kind for c in self.children.values()}
+            immediate_or_crash = self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error
+            if wait_backends_done(live, immediate_or_crash):
+                if immediate_or_crash:
+                    self._set_state(PMState.WAIT_DEAD_END)  # T8
+                    self._stop_listening()
+                    self.signal_children(signal.SIGQUIT, kinds=frozenset({BackendKind.DEAD_END}))
+                else:
+                    if not self.checkpointer_pid:  # T7
+                        self._start_checkpointer()
+                    if self.checkpointer_pid:
+                        os.kill(self.checkpointer_pid, signal.SIGINT)
+                        self._set_state(PMState.WAIT_XLOG_SHUTDOWN)
+                    else:
+                        self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
+        if self.state == PMState.WAIT_XLOG_ARCHIVAL:
+            others = {c.kind for c in self.children.values()} - {BackendKind.CHECKPOINTER, BackendKind.DEAD_END}
+            if not others:
+                self._set_state(PMState.WAIT_CHECKPOINTER)  # T10
+                if self.checkpointer_pid:
+                    os.kill(self.checkpointer_pid, signal.SIGUSR2)
+        if self.state == PMState.WAIT_DEAD_END and not self.children:
+            self._set_state(PMState.NO_CHILDREN)  # T12
+        if self.shutdown > ShutdownMode.NONE and self.state == PMState.NO_CHILDREN:  # T13 (1), SHUT-9
+            if self.fatal_error:
+                elog.log("LOG", "abnormal database system shutdown")
+                self.exit_postmaster(1)
+            self.exit_postmaster(0)
+        if self.state == PMState.NO_CHILDREN:
+            if self.startup_status == StartupStatus.CRASHED:  # T13 (2), CRASH-9
+                elog.log("LOG", "shutting down due to startup process failure")
+                self.exit_postmaster(1)
+            if not self.guc.get("restart_after_crash"):  # CRASH-8
+                elog.log("LOG", 'shutting down because "restart_after_crash" is off')
+                self.exit_postmaster(1)
+        if self.fatal_error and self.state == PMState.NO_CHILDREN:  # T13 (3), CRASH-7
+            elog.event(events.REINIT, "LOG", "all server processes terminated; reinitializing",
+                       generation=self.generation + 1)  # fmt: skip
+            self._remove_temp_files()
+            self._create_shmem()
+            self._set_state(PMState.STARTUP)
+            self._start_checkpointer()
+            self._start_startup()
+            self.abort_start = None
+            self._resume_listening()
+
+    def _remove_temp_files(self) -> None:
+        if not self.guc.get("remove_temp_files_after_crash"):
+            return
+        tmp = Path(self.datadir) / "base" / "pgsql_tmp"
+        if tmp.is_dir():
+            for p in tmp.iterdir():
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        if self.abort_start is not None and (self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error):
+            return max(0.0, self.abort_start + SIGKILL_CHILDREN_AFTER_SECS - time.monotonic())
+        return 60.0
+
+    def _timed_chores(self) -> None:
+        now = time.monotonic()
+        if (self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error) and self.abort_start is not None \
+                and now - self.abort_start >= SIGKILL_CHILDREN_AFTER_SECS:  # fmt: skip
+            kill_sig = signal.SIGABRT if self.guc.get("send_abort_for_kill") else signal.SIGKILL
+            elog.event(events.SIGKILL_ESCALATION, "LOG",
+                       f"issuing {signal.Signals(kill_sig).name} to recalcitrant children")  # fmt: skip
+            self.terminate_children(kill_sig)
+            self.abort_start = None  # CRASH-5: once
+        if now >= self.next_lockfile_check:
+            self.next_lockfile_check = now + LOCKFILE_CHECK_SECS
+            lines = datadir.read_pidfile(self.datadir)
+            if not lines or lines[0].strip() != str(os.getpid()):
+                elog.log("LOG", "performing immediate shutdown because data directory lock file is invalid")
+                os.kill(os.getpid(), signal.SIGQUIT)
+
+    def server_loop(self) -> None:
+        while True:
+            events_ = self.sel.select(self._timeout())
+            ready_listen = []
+            for key, _ in events_:
+                if key.data == "wake":
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                elif key.data == "listen":
+                    ready_listen.append(key.fileobj)
+            self._report_signals()
+            if pending.shutdown:
+                self.process_shutdown_request()
+            if pending.reload:
+                self.process_reload_request()
+            if pending.child_exit:
+                self._reap()
+            if pending.pmsignal:
+                self.process_pmsignal()
+            injection.inject("postmaster-loop")
+            for lsock in ready_listen:
+                if self.state < PMState.WAIT_DEAD_END or self.state in (PMState.WAIT_DEAD_END,):
+                    self._accept(lsock)  # type: ignore[arg-type]
+            self.launch_missing()
+            self._timed_chores()
+
+    def launch_missing(self) -> None:
+        """LaunchMissingBackgroundProcesses."""
+        if self.fatal_error:
+            return
+        if self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN) \
+                and not self.checkpointer_pid:  # fmt: skip
+            self._start_checkpointer()
+
+    def exit_postmaster(self, code: int) -> None:
+        if code == 0:
+            elog.log("LOG", "database system is shut down")
+        elog.event(events.PM_EXIT, "DEBUG1", f"postmaster exiting with code {code}", exit_code=code)
+        for path in self.socket_files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        datadir.remove_pidfile(self.datadir)
+        sys.stdout.flush()
+        os._exit(code)
+
+    def run(self) -> None:
+        g = self.guc
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        for sig, h in ((signal.SIGTERM, _on_shutdown_signal), (signal.SIGINT, _on_shutdown_signal),
+                       (signal.SIGQUIT, _on_shutdown_signal), (signal.SIGHUP, _on_hup),
+                       (signal.SIGCHLD, _on_chld), (signal.SIGUSR1, _on_usr1)):  # fmt: skip
+            signal.signal(sig, h)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        # The death pipe: we keep the write end; children watch the read end (P-9).
+        death_r, self.death_w = os.pipe()
+        os.set_inheritable(death_r, True)
+        me.death_fd = death_r
+        me.postmaster_pid = os.getpid()
+        me.datadir = self.datadir
+        me.guc = g
+        me.kind = BackendKind.POSTMASTER
+        me.pid = os.getpid()
+        me.locks = LWLocks(os.path.join(self.datadir, "global", "pgbed_lwlocks"))
+        set_cluster_name(str(g.get("cluster_name")))
+        set_title(f"postmaster -D {self.datadir}")
+        self._load_hba(at_start=True)
+        (Path(self.datadir) / "promote").unlink(missing_ok=True)  # REC-6
+        self._open_listen_sockets()
+        first = [x.strip() for x in str(g.get("unix_socket_directories")).split(",") if x.strip()]
+        la = [x.strip() for x in str(g.get("listen_addresses")).split(",") if x.strip()]
+        datadir.create_pidfile(self.datadir, port=int(g.get("port")), socket_dir=first[0] if first else "",
+                               listen_addr=la[0] if la else "", start_time=self.start_time)  # fmt: skip
+        self._create_shmem()
+        cf = datadir.read_control(self.datadir)
+        elog.event(events.PM_START, "DEBUG1", "postmaster started", port=int(g.get("port")),
+                   data_directory=str(self.datadir), system_identifier=str(cf.system_identifier))  # fmt: skip
+        # T1: checkpointer first ([M]), then the startup process
+        self._set_state(PMState.STARTUP)
+        self._start_checkpointer()
+        self._start_startup()
+        self.server_loop()
+
+
+def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:
+    """Postmaster entry: never returns."""
+    from node import config
+    from node.guc import GucError
+
+    elog.set_process("postmaster")
+    data_dir = str(Path(data_dir).resolve())
+    if not (Path(data_dir) / "PG_VERSION").exists():
+        elog.log("FATAL", f'"{data_dir}" is not a valid data directory',
+                 detail=f'File "{data_dir}/PG_VERSION" is missing.')  # fmt: skip
+        sys.exit(1)
+    try:
+        g = config.load_startup(data_dir, argv_settings)
+    except GucError as e:
+        elog.log("FATAL", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
+        sys.exit(1)
+    except Exception as e:  # conffile.ConfigFileError
+        elog.log("FATAL", str(getattr(e, "message", e)))
+        sys.exit(1)
+    from node.sysfuncs import SERVER_VERSION
+
+    g.set_internal("server_version", SERVER_VERSION)
+    config.apply_logging(g, data_dir)
+    try:
+        interlock = datadir.take_interlock(data_dir)
+    except datadir.LockFileError as e:
+        elog.log("FATAL", e.message, hint=e.hint)
+        sys.exit(1)
+    try:
+        pm = Postmaster(data_dir, g)
+        pm.interlock_fd = interlock  # type: ignore[attr-defined]
+        pm.run()
+    except datadir.LockFileError as e:
+        elog.log("FATAL", e.message, hint=e.hint)
+        sys.exit(1)
+    except elog.PGError as e:
+        elog.log("FATAL", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
+        datadir.remove_pidfile(data_dir)
+        sys.exit(1)

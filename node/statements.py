@@ -1,0 +1,233 @@
+"""Statement dispatch for a session: transaction control, SHOW/SET/RESET, CHECKPOINT, SELECT.
+
+What it does: splits a simple-query string into statements (respecting quotes and comments),
+applies PostgreSQL's transaction-block rules (25P02 in a failed block, the 25001/25P01
+warnings, COMMIT of a failed block reporting ROLLBACK), and runs each statement, sending
+RowDescription/DataRow/CommandComplete.
+
+What it deliberately does not do: anything with tables. Statements outside this set get
+0A000 naming the command; the storage issue routes them to SQLite instead.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from node import protocol as P
+from node.elog import PGError
+
+_SPLIT = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|;)""", re.S)
+
+
+def split_statements(sql: str) -> list[str]:
+    out: list[str] = []
+    cur: list[str] = []
+    for part in _SPLIT.split(sql):
+        if part == ";":
+            stmt = "".join(cur).strip()
+            if stmt:
+                out.append(stmt)
+            cur = []
+        else:
+            cur.append(part)
+    stmt = "".join(cur).strip()
+    if stmt and not re.fullmatch(r"(\s|--[^\n]*|/\*.*?\*/)*", stmt, re.S):
+        out.append(stmt)
+    return out
+
+
+def _words(sql: str) -> list[str]:
+    return re.findall(r"[A-Za-z_][A-Za-z0-9_.]*|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^\sA-Za-z_]+", sql)
+
+
+TX_ALLOWED_IN_FAILED = {"rollback", "abort", "commit", "end"}
+
+
+def _first_word(sql: str) -> str:
+    m = re.match(r"\s*([A-Za-z_]+)", sql)
+    return m.group(1).lower() if m else ""
+
+
+def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int]) -> None:
+    c = s.conn
+    word = _first_word(sql)
+    if s.tx == "E" and word not in TX_ALLOWED_IN_FAILED:
+        raise PGError("current transaction is aborted, commands ignored until end of transaction block", "25P02")
+    if word in ("begin", "start"):
+        if s.tx != "I":
+            s.notice("WARNING", "there is already a transaction in progress", "25001")
+        else:
+            s.tx = "T"
+            s.xact_start = time.time()
+            s.guc.begin_transaction()
+        c.send(P.command_complete("BEGIN" if word == "begin" else "START TRANSACTION"))
+        return
+    if word in ("commit", "end", "rollback", "abort"):
+        commit = word in ("commit", "end")
+        if s.tx == "I":
+            s.notice("WARNING", "there is no transaction in progress", "25P01")
+            c.send(P.command_complete("COMMIT" if commit else "ROLLBACK"))
+            return
+        failed = s.tx == "E"
+        s.guc.end_transaction(commit and not failed)
+        s.tx = "I"
+        s.xact_start = 0.0
+        c.send(P.command_complete("COMMIT" if commit and not failed else "ROLLBACK"))
+        return
+    if word == "show":
+        _show(s, sql, send_description)
+        return
+    if word == "set":
+        _set(s, sql)
+        return
+    if word == "reset":
+        w = _words(sql)
+        if len(w) != 2:
+            raise PGError(f'syntax error at or near "{w[2] if len(w) > 2 else "RESET"}"', "42601")
+        if w[1].lower() == "all":
+            s.guc.reset_all()
+        else:
+            s.set_guc(w[1], None)
+        c.send(P.command_complete("RESET"))
+        return
+    if word == "checkpoint":
+        _checkpoint(s)
+        c.send(P.command_complete("CHECKPOINT"))
+        return
+    if word == "discard" and _words(sql)[1:2] == ["all"] or (word == "discard" and sql.split()[1:2] == ["ALL"]):
+        if s.tx != "I":
+            raise PGError("DISCARD ALL cannot run inside a transaction block", "25001")
+        s.guc.reset_all()
+        s.prepared.clear()
+        c.send(P.command_complete("DISCARD ALL"))
+        return
+    if word == "select":
+        from node import sysfuncs  # noqa: F401 - registers the functions and views
+        from node.sysquery import run_select
+
+        res = run_select(sql, s, params)
+        fmts = result_formats
+        cols = res.columns
+        if fmts:
+            cols = [P.Column(col.name, col.type_oid, col.typlen, col.typmod,
+                             fmts[0] if len(fmts) == 1 else fmts[i]) for i, col in enumerate(cols)]  # fmt: skip
+        if send_description:
+            c.send(P.row_description(cols))
+        for row in res.rows:
+            c.send(P.data_row([_encode(v, col) for v, col in zip(row, cols, strict=True)]))
+        c.send(P.command_complete(res.tag))
+        return
+    if not word:
+        raise PGError(f'syntax error at or near "{sql.strip()[:1]}"', "42601", position=1)
+    raise PGError(f"{word.upper()} is not supported by pgbed yet (no SQL storage until the storage issue)",
+                  "0A000")  # fmt: skip
+
+
+def _encode(v: Any, col: P.Column) -> bytes | None:
+    if v is None:
+        return None
+    if col.type_oid == P.VOID:
+        return b""
+    if col.format == 1:
+        return P.encode_binary(v, col.type_oid)
+    return P.encode_text(v, col.type_oid)
+
+
+def describe(s: Any, sql: str, params: list[Any]) -> list[P.Column]:
+    word = _first_word(sql)
+    if word == "show":
+        w = _words(sql)
+        name = w[1] if len(w) > 1 else ""
+        if name.lower() == "all":
+            return [P.Column.for_type(n, P.TEXT) for n in ("name", "setting", "description")]
+        return [P.Column.for_type(name.lower(), P.TEXT)]
+    if word != "select":
+        return []
+    from node import sysfuncs  # noqa: F401
+    from node.sysquery import VIEWS, Expr, _result_type, parse_select
+
+    sel = parse_select(sql)
+    view = VIEWS.get(sel.source) if sel.source else None
+    source_cols = dict(view.columns) if view else {}
+    cols = []
+    for e, alias in sel.items:
+        if e.kind == "star" and view is not None:
+            cols.extend(P.Column.for_type(c, t) for c, t in view.columns)
+        elif isinstance(e, Expr):
+            cols.append(P.Column.for_type(alias, _result_type(e, source_cols)))
+    return cols
+
+
+def _show(s: Any, sql: str, send_description: bool) -> None:
+    from node.guc import GucError
+
+    c = s.conn
+    w = _words(sql)
+    if len(w) < 2:
+        raise PGError("syntax error at end of input", "42601", position=len(sql) + 1)
+    name = " ".join(w[1:]).strip('"') if w[1].lower() in ("time", "transaction") else w[1].strip('"')
+    if name.lower() == "time zone":
+        name = "TimeZone"
+    if name.lower() == "all":
+        rows = s.guc.show_all()
+        if send_description:
+            c.send(P.row_description([P.Column.for_type(n, P.TEXT) for n in ("name", "setting", "description")]))
+        for row in rows:
+            c.send(P.data_row([x.encode() for x in row]))
+        c.send(P.command_complete("SHOW"))
+        return
+    try:
+        value = s.guc.show(name)
+    except GucError as e:
+        raise PGError(e.message, e.sqlstate, detail=e.detail, hint=e.hint) from None
+    if send_description:
+        c.send(P.row_description([P.Column.for_type(name.lower(), P.TEXT)]))
+    c.send(P.data_row([str(value).encode()]))
+    c.send(P.command_complete("SHOW"))
+
+
+_SET = re.compile(
+    r"""^\s*set\s+(?:(session|local)\s+)?(?:(time\s+zone)|("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_.]*)\s*(?:to|=))\s*(.*?)\s*;?\s*$""",
+    re.I | re.S,
+)
+
+
+def _set(s: Any, sql: str) -> None:
+    m = _SET.match(sql)
+    if not m:
+        if re.match(r"\s*set\s+(session\s+characteristics|transaction)", sql, re.I):
+            raise PGError("SET TRANSACTION is not supported by pgbed yet", "0A000")
+        raise PGError(f'syntax error at or near "{sql.strip()[:20]}"', "42601")
+    scope, tz, name, value = m.groups()
+    name = "TimeZone" if tz else name.strip('"')
+    local = (scope or "").lower() == "local"
+    if value.lower() == "default":
+        s.set_guc(name, None, local=local)
+    else:
+        parts = _value_list(value)
+        s.set_guc(name, ", ".join(parts), local=local)
+    s.conn.send(P.command_complete("SET"))
+
+
+def _value_list(value: str) -> list[str]:
+    out = []
+    for m in re.finditer(r"'((?:[^']|'')*)'|([^,\s][^,]*)", value):
+        if m.group(1) is not None:
+            out.append(m.group(1).replace("''", "'"))
+        else:
+            out.append(m.group(2).strip())
+    if not out:
+        raise PGError("syntax error at end of input", "42601")
+    return out
+
+
+def _checkpoint(s: Any) -> None:
+    from node.checkpointer import CHECKPOINT_FORCE, CHECKPOINT_IMMEDIATE, CHECKPOINT_WAIT
+    from node.startup import request_checkpoint
+
+    if s.tx != "I":
+        pass  # PostgreSQL allows CHECKPOINT inside a transaction block
+    request_checkpoint(CHECKPOINT_IMMEDIATE | CHECKPOINT_FORCE | CHECKPOINT_WAIT, wait=True,
+                       interrupts=s.check_for_interrupts)

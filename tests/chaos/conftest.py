@@ -1,0 +1,275 @@
+"""Docker fixtures for the chaos suite (pytest -n auto).
+
+- The node image ``pgbed-node:test`` is built once per test run, whichever xdist worker gets
+  there first (a file lock and a marker file in the run's shared temp dir), with docker-py's
+  classic builder, ``pull=False``, from images/node/Dockerfile on top of the offline base image
+  (images/base/build.sh), with the host's pip settings as build args (images/pip-build-args.py).
+  The build happens after collection, so its minutes don't count against a test's timeout.
+- testcontainers' Ryuk reaper cannot be pulled here: ``TESTCONTAINERS_RYUK_DISABLED=true``;
+  every container gets the labels ``pgbed.run=<test run uid>`` and ``pgbed.worker=<worker id>``
+  (fixture ``pgbed_labels``) and is removed by label when the worker and the run finish.
+- Docker tests are skipped, with the reason in the header and in the skip message, only when no
+  Docker engine can be reached. A missing base image or a failing build is an error.
+
+Environment knobs: PGBED_NODE_IMAGE (tag to build, default pgbed-node:test), PGBED_BASE_IMAGE
+(default pgbed-base:bookworm), PGBED_SKIP_IMAGE_BUILD=1 (use the existing tag as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DOCKERFILE = "images/node/Dockerfile"
+NODE_IMAGE = os.environ.get("PGBED_NODE_IMAGE", "pgbed-node:test")
+BASE_IMAGE = os.environ.get("PGBED_BASE_IMAGE", "pgbed-base:bookworm")
+DEFAULT_BASE_IMAGE = "pgbed-base:bookworm"
+LABEL_RUN = "pgbed.run"
+LABEL_WORKER = "pgbed.worker"
+
+_STATE_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+def _worker_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput["workerid"])
+    return "master"
+
+
+def _run_id(config: pytest.Config) -> str:
+    """xdist's test run uid (the same in every worker and the controller), else our own."""
+    state = _state(config)
+    if "run_id" not in state:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None and workerinput.get("testrunuid"):
+            state["run_id"] = str(workerinput["testrunuid"])
+        else:
+            state["run_id"] = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+    return state["run_id"]
+
+
+def _state(config: pytest.Config) -> dict[str, Any]:
+    if _STATE_KEY not in config.stash:
+        config.stash[_STATE_KEY] = {}
+    return config.stash[_STATE_KEY]
+
+
+# --- docker engine -----------------------------------------------------------------------------
+
+
+def _docker(config: pytest.Config) -> tuple[Any, str | None]:
+    """(client, None) or (None, reason the engine cannot be reached)."""
+    state = _state(config)
+    if "docker" not in state:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=300)
+            client.ping()
+            state["docker"] = (client, None)
+        except Exception as exc:
+            state["docker"] = (None, f"no Docker engine reachable: {type(exc).__name__}: {exc}")
+    return state["docker"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    client, reason = _docker(config)
+    if client is None:
+        return [f"docker: {reason} -- docker tests will be SKIPPED"]
+    v = client.version()
+    return [f"docker: engine {v.get('Version')} (API {v.get('ApiVersion')}), node image {NODE_IMAGE}"]
+
+
+# --- the node image, once per run ----------------------------------------------------------------
+
+
+def _pip_build_args() -> dict[str, str]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "images" / "pip-build-args.py"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def _build_node_image(client: Any) -> str:
+    import docker
+
+    try:
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        if BASE_IMAGE == DEFAULT_BASE_IMAGE:
+            raise RuntimeError(
+                f"base image {BASE_IMAGE} is missing: build it with `images/base/build.sh` "
+                "(or set PGBED_BASE_IMAGE to a local image)"
+            ) from None
+        raise RuntimeError(f"base image {BASE_IMAGE} (PGBED_BASE_IMAGE) is not present locally") from None
+
+    buildargs = {"BASE_IMAGE": BASE_IMAGE, **_pip_build_args()}
+    t0 = time.monotonic()
+    log_lines: list[str] = []
+    try:
+        image, logs = client.images.build(
+            path=str(ROOT),
+            dockerfile=NODE_DOCKERFILE,
+            buildargs=buildargs,
+            pull=False,
+            tag=NODE_IMAGE,
+            rm=True,
+            forcerm=True,
+            labels={"pgbed.image": "node"},
+        )
+        for chunk in logs:
+            if "stream" in chunk:
+                log_lines.append(chunk["stream"].rstrip("\n"))
+    except docker.errors.BuildError as exc:
+        for chunk in exc.build_log:
+            text = chunk.get("stream") or chunk.get("error") or ""
+            log_lines.append(str(text).rstrip("\n"))
+        tail = "\n".join(line for line in log_lines if line)[-6000:]
+        raise RuntimeError(f"building {NODE_IMAGE} from {NODE_DOCKERFILE} failed: {exc}\n{tail}") from None
+    sys.stderr.write(f"\n[pgbed] built {NODE_IMAGE} ({image.short_id}) in {time.monotonic() - t0:.0f} s\n")
+    return image.id
+
+
+def _ensure_node_image(config: pytest.Config, basetemp_parent: Path) -> None:
+    """Build the image once per run across workers; record the outcome in the config stash."""
+    state = _state(config)
+    if "image" in state or "image_error" in state:
+        return
+    client, reason = _docker(config)
+    if client is None:
+        state["image_error"] = ("skip", reason)
+        return
+    if os.environ.get("PGBED_SKIP_IMAGE_BUILD") == "1":
+        state["image"] = NODE_IMAGE
+        return
+    from filelock import FileLock
+
+    marker = basetemp_parent / f"pgbed-node-image-{_run_id(config)}.json"
+    try:
+        with FileLock(str(marker) + ".lock", timeout=1800):
+            if marker.is_file():
+                data = json.loads(marker.read_text())
+                if "error" in data:
+                    raise RuntimeError(data["error"])
+                state["image"] = data["tag"]
+                return
+            try:
+                image_id = _build_node_image(client)
+            except Exception as exc:
+                marker.write_text(json.dumps({"error": str(exc)}))
+                raise
+            marker.write_text(json.dumps({"tag": NODE_IMAGE, "id": image_id}))
+            state["image"] = NODE_IMAGE
+    except Exception as exc:
+        state["image_error"] = ("fail", str(exc))
+
+
+def _wants_docker(items: list[pytest.Item]) -> bool:
+    return any(item.get_closest_marker("docker") is not None for item in items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if config.option.collectonly or getattr(config.option, "setuponly", False):
+        return
+    if getattr(config, "workerinput", None) is None and config.pluginmanager.hasplugin("dsession"):
+        return  # xdist controller: the workers build
+    if not _wants_docker(session.items):
+        return
+    tmp_factory = config._tmp_path_factory  # type: ignore[attr-defined]
+    _ensure_node_image(config, tmp_factory.getbasetemp().parent)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client(pytestconfig: pytest.Config) -> Any:
+    client, reason = _docker(pytestconfig)
+    if client is None:
+        print(f"\n[pgbed] SKIP docker tests: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+    return client
+
+
+@pytest.fixture(scope="session")
+def pgbed_run_id(pytestconfig: pytest.Config) -> str:
+    return _run_id(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def pgbed_labels(pytestconfig: pytest.Config) -> dict[str, str]:
+    """Labels to put on every container, network and volume a test makes."""
+    return {LABEL_RUN: _run_id(pytestconfig), LABEL_WORKER: _worker_id(pytestconfig)}
+
+
+@pytest.fixture(scope="session")
+def node_image(
+    pytestconfig: pytest.Config, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Tag of the node image built for this run (built after collection; see module doc)."""
+    _ensure_node_image(pytestconfig, tmp_path_factory.getbasetemp().parent)
+    state = _state(pytestconfig)
+    if "image_error" in state:
+        kind, message = state["image_error"]
+        if kind == "skip":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return state["image"]
+
+
+# --- cleanup by label --------------------------------------------------------------------------
+
+
+def _cleanup(config: pytest.Config, worker: str | None) -> None:
+    state = _state(config)
+    if "docker" not in state:
+        return  # never touched docker
+    client, _ = state["docker"]
+    if client is None:
+        return
+    filters = [f"{LABEL_RUN}={_run_id(config)}"]
+    if worker is not None:
+        filters.append(f"{LABEL_WORKER}={worker}")
+    try:
+        for c in client.containers.list(all=True, filters={"label": filters}):
+            try:
+                c.remove(force=True, v=True)
+            except Exception as exc:
+                print(f"[pgbed] could not remove container {c.short_id}: {exc}", file=sys.stderr)
+        client.networks.prune(filters={"label": filters})
+        client.volumes.prune(filters={"label": filters})
+    except Exception as exc:
+        print(f"[pgbed] cleanup by label {filters} failed: {exc}", file=sys.stderr)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Each worker removes what it labelled; a run without xdist removes the whole run's.
+
+    (This conftest is not an initial conftest, so an xdist controller never loads it: the
+    workers' own cleanups cover everything, since every container carries its worker label.)
+    """
+    config = session.config
+    if getattr(config, "workerinput", None) is not None:
+        _cleanup(config, _worker_id(config))
+    else:
+        _cleanup(config, None)
