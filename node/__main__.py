@@ -74,8 +74,8 @@ def _user() -> str:
 def cmd_start(a: argparse.Namespace) -> int:
     settings = _parse_c(a.set)
     if _pm_pid(a.pgdata):
-        print(f'pgbed start: error: another server might be running (PID {_pm_pid(a.pgdata)})', file=sys.stderr)
-        return 1
+        # pg_ctl's behaviour: warn, and let the postmaster's lock-file check decide.
+        print("pgbed start: another server might be running; trying to start server anyway", file=sys.stderr)
     if not a.background:
         if a.log:
             fd = os.open(a.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -385,7 +385,7 @@ class Session:
         for name, value in [(k, v) for k, v in self.pkt.params.items()
                             if k not in ("user", "database", "options", "replication")] + self.pkt.option_settings:  # fmt: skip
             try:
-                self.guc.set(name, value)
+                self.guc.set_startup_option(name, value)
             except GucError as err:
                 raise elog.fatal(err.message, err.sqlstate, detail=err.detail, hint=err.hint) from None
         self.guc.set_internal("session_authorization", self.user)
@@ -435,11 +435,11 @@ class Session:
                 self._report_param_changes()
                 c.send(P.ready_for_query(self.tx))
                 send_ready = False
-            c.flush()
             state = {"I": ActivityState.IDLE, "T": ActivityState.IDLE_IN_TRANSACTION,
                      "E": ActivityState.IDLE_IN_TRANSACTION_ABORTED}[self.tx]  # fmt: skip
             report_activity(state)
             self.title({"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}[self.tx])
+            c.flush()
             me.pending.query_cancel = False  # a cancel that arrives while idle is ignored
             try:
                 mtype, body = c.next_message(self._idle_interrupts)

@@ -27,14 +27,11 @@ def new_state() -> guc.GucState:
 
 
 def load_startup(datadir: str | Path, argv: list[tuple[str, str]]) -> guc.GucState:
-    from node import conffile
-
+    """postgresql.conf + postgresql.auto.conf, then `-c`. Raises GucError (the caller logs its
+    `log_lines` and the FATAL) when the files or values are invalid."""
     g = new_state()
-    items = conffile.parse_config_file(Path(conf_path(datadir)))
-    auto = Path(datadir) / "postgresql.auto.conf"
-    if auto.exists():
-        items += conffile.parse_config_file(auto)
-    g.apply_startup(items, argv)
+    for ln in g.startup_from_file(conf_path(datadir), argv):
+        elog.log(ln.level, ln.message, sqlstate=ln.sqlstate, detail=ln.detail, hint=ln.hint)
     return g
 
 
@@ -48,10 +45,9 @@ def apply_logging(g: guc.GucState, datadir: str) -> None:
 
 
 def reload(*, in_postmaster: bool) -> None:
-    lines = me.guc.reload_from_file(conf_path(me.datadir))
+    lines = me.guc.reload_from_file(conf_path(me.datadir), in_postmaster=in_postmaster)
     for ln in lines:
-        level = ln.level if in_postmaster else "DEBUG2"
-        elog.log(level, ln.message, sqlstate=ln.sqlstate, detail=ln.detail)
+        elog.log(ln.level, ln.message, sqlstate=ln.sqlstate, detail=ln.detail, hint=ln.hint)
     apply_logging(me.guc, me.datadir)
 
 

@@ -195,6 +195,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def check_pidfile(datadir: str | Path) -> None:
+    """The first half of CreateLockFile: refuse when postmaster.pid names a live process."""
+    path = Path(datadir) / PIDFILE
+    try:
+        other = int(path.read_text().split("\n", 1)[0].strip() or "0")
+    except (OSError, ValueError):
+        return
+    if other and other != os.getpid() and _pid_alive(other):
+        raise LockFileError(
+            f'lock file "{PIDFILE}" already exists',
+            f'Is another postmaster (PID {other}) running in data directory "{datadir}"?',
+        )
+
+
 def create_pidfile(
     datadir: str | Path, *, port: int, socket_dir: str, listen_addr: str, start_time: float
 ) -> None:

@@ -228,7 +228,7 @@ def log(
         _write_json(rec)
 
 
-def event(name: str, level: str, message: str, *, detail: str | None = None, **fields: Any) -> None:
+def event(name: str, level: str, message: str, /, *, detail: str | None = None, **fields: Any) -> None:
     """A log line that is also a checker-visible event (see node/events.py)."""
     t = time.time()
     if passes(level):

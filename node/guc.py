@@ -761,6 +761,8 @@ _TABLE: tuple[Setting, ...] = (
             min=0, max=INT_MAX, unit="ms"),
     Setting("DateStyle", _S, "ISO, MDY", _C.USERSET, "Sets the display format for date and time values.",
             _G_CLIENT, flags=_F.LIST_INPUT | _F.REPORT, check=_check_datestyle),
+    Setting("extra_float_digits", _I, 1, _C.USERSET,
+            "Sets the number of digits displayed for floating-point values.", _G_CLIENT, min=-15, max=3),
     Setting("IntervalStyle", _E, "postgres", _C.USERSET, "Sets the display format for interval values.",
             _G_CLIENT, enum_values=_INTERVALSTYLES, flags=_F.REPORT),
     Setting("TimeZone", _S, "Etc/UTC", _C.USERSET,

@@ -783,16 +783,16 @@ def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:
     try:
         g = config.load_startup(data_dir, argv_settings)
     except GucError as e:
+        for ln in e.log_lines or []:
+            elog.log(ln.level, ln.message, sqlstate=ln.sqlstate, detail=ln.detail, hint=ln.hint)
         elog.log("FATAL", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
-        sys.exit(1)
-    except Exception as e:  # conffile.ConfigFileError
-        elog.log("FATAL", str(getattr(e, "message", e)))
         sys.exit(1)
     from node.sysfuncs import SERVER_VERSION
 
     g.set_internal("server_version", SERVER_VERSION)
     config.apply_logging(g, data_dir)
     try:
+        datadir.check_pidfile(data_dir)
         interlock = datadir.take_interlock(data_dir)
     except datadir.LockFileError as e:
         elog.log("FATAL", e.message, hint=e.hint)

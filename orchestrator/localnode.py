@@ -1,0 +1,302 @@
+"""A pgbed node run as local processes: the first piece of the Cluster API (TAP vocabulary).
+
+What it does: init (initdb + append_conf), start (waits for postmaster.pid to say ready or
+standby, or for the process to die), stop(mode), kill9, restart, reload, connect/sql,
+log_content/log_contains/wait_for_log, json events, poll_until, and pids of children by role.
+Every wait has a deadline; on timeout it raises NodeError with what it saw last, the tail of
+the node's log and the log's path.
+
+What it deliberately does not do: Docker, replication topologies or fault injection (the
+orchestrator issue builds those on top of this handle), or fixed ports: each node takes a
+free loopback port and a Unix socket directory inside its own data directory's parent.
+
+Stopping a node that has silently died raises (STYLE 2.4: "otherwise tests might fail to detect
+server crashes").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TIMEOUT = float(os.environ.get("PGBED_TEST_TIMEOUT", "30"))
+
+
+class NodeError(AssertionError):
+    """A wait or operation on a node failed; the message carries the evidence."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now. Random start, so parallel workers rarely race for one."""
+    for _ in range(200):
+        port = random.randint(20000, 60000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise NodeError("could not find a free port")
+
+
+class LocalNode:
+    def __init__(self, base: Path, name: str = "node", *, port: int | None = None) -> None:
+        self.name = name
+        self.base = Path(base)
+        self.datadir = self.base / name / "data"
+        self.sockdir = self.base / name / "sock"
+        self.logfile = self.base / name / "server.log"
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.exit_code: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def init(self, *, wal_segsize_mb: int = 1, **settings: Any) -> LocalNode:
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([sys.executable, "-m", "node", "initdb", "-D", str(self.datadir),
+                            "--wal-segsize", str(wal_segsize_mb)], capture_output=True, text=True)  # fmt: skip
+        if r.returncode != 0:
+            raise NodeError(f"initdb failed ({r.returncode}): {r.stderr}")
+        base = {
+            "port": self.port,
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.sockdir}'",
+            "log_destination": "'stderr,jsonlog'",
+            "checkpoint_timeout": "'1h'",
+        }
+        base.update(settings)
+        self.append_conf(**base)
+        return self
+
+    def append_conf(self, **settings: Any) -> None:
+        with open(self.datadir / "postgresql.conf", "a") as f:
+            for k, v in settings.items():
+                f.write(f"{k.replace('__', '.')} = {v}\n")
+
+    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, extra: list[str] | None = None,
+              expect_fail: bool = False) -> LocalNode:  # fmt: skip
+        log = open(self.logfile, "ab")
+        self.exit_code = None
+        self.proc = subprocess.Popen([sys.executable, "-m", "node", "start", "-D", str(self.datadir), *(extra or [])],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        log.close()
+        if expect_fail:
+            try:
+                self.exit_code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise NodeError(self._evidence("expected the server to fail to start, it is still running")) from None
+            return self
+        if wait:
+            self.wait_ready(timeout=timeout)
+        return self
+
+    def pidfile(self) -> list[str] | None:
+        try:
+            return (self.datadir / "postmaster.pid").read_text().split("\n")
+        except OSError:
+            return None
+
+    def pidfile_status(self) -> str | None:
+        lines = self.pidfile()
+        return lines[7].strip() if lines and len(lines) > 7 else None
+
+    def wait_ready(self, timeout: float = DEFAULT_TIMEOUT, statuses: tuple[str, ...] = ("ready", "standby")) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                self.exit_code = self.proc.returncode
+                raise NodeError(self._evidence(f"server exited with code {self.exit_code} while starting"))
+            last = self.pidfile_status()
+            if last in statuses and self.pidfile() and self.pidfile()[0].strip() == str(self.pid):  # type: ignore[index]
+                return
+            time.sleep(0.01)
+        raise NodeError(self._evidence(f"server not ready after {timeout}s; pidfile status {last!r}"))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "node not started"
+        return self.proc.pid
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def stop(self, mode: str = "fast", timeout: float = DEFAULT_TIMEOUT) -> int:
+        if self.proc is None:
+            raise NodeError("stop: node was never started")
+        if self.proc.poll() is not None:
+            raise NodeError(self._evidence(f"stop: server had already exited with code {self.proc.returncode}"))
+        self.signal({"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode])
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        assert self.proc is not None
+        try:
+            self.exit_code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise NodeError(self._evidence(f"server did not exit within {timeout}s")) from None
+        return self.exit_code
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait_exit()
+
+    def restart(self, mode: str = "fast") -> LocalNode:
+        self.stop(mode)
+        return self.start()
+
+    def reload(self) -> None:
+        self.signal(signal.SIGHUP)
+
+    def teardown(self) -> None:
+        """Best-effort cleanup: immediate stop, then SIGKILL everything of this node."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGQUIT)
+                self.proc.wait(8)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.orphans():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- clients ----------------------------------------------------------------------------------
+
+    def connstr(self, **kw: Any) -> str:
+        params = {"host": self.host, "port": self.port, "user": "postgres", "dbname": "postgres",
+                  "connect_timeout": 10}  # fmt: skip
+        params.update(kw)
+        return " ".join(f"{k}={v}" for k, v in params.items())
+
+    def connect(self, **kw: Any) -> Any:
+        import psycopg
+
+        autocommit = kw.pop("autocommit", True)
+        return psycopg.connect(self.connstr(**kw), autocommit=autocommit)
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as c:
+            cur = c.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def psql(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["psql", "-X", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                               *args], capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    def pg_isready(self, timeout: float = 10) -> int:
+        return subprocess.run(["pg_isready", "-h", self.host, "-p", str(self.port), "-t", "3"],
+                              capture_output=True, timeout=timeout).returncode  # fmt: skip
+
+    # -- observation ------------------------------------------------------------------------------
+
+    def log_content(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_offset(self) -> int:
+        return len(self.log_content())
+
+    def log_contains(self, pattern: str, offset: int = 0) -> bool:
+        return re.search(pattern, self.log_content()[offset:]) is not None
+
+    def wait_for_log(self, pattern: str, offset: int = 0, timeout: float = DEFAULT_TIMEOUT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log_content()[offset:])
+            if m:
+                return m
+            time.sleep(0.02)
+        raise NodeError(self._evidence(f"log pattern {pattern!r} not seen within {timeout}s"))
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        path = self.datadir / "log" / "postgresql.json"
+        out = []
+        try:
+            text = path.read_text()
+        except OSError:
+            return []
+        for line in text.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or rec.get("event") == name:
+                out.append(rec)
+        return out
+
+    def poll_until(self, fn: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = fn()
+                if last:
+                    return last
+            except Exception as e:  # noqa: BLE001 - a poll keeps the last failure as evidence
+                last = e
+            time.sleep(0.02)
+        raise NodeError(self._evidence(f"{what} not reached within {timeout}s; last value {last!r}"))
+
+    def children(self) -> dict[int, str]:
+        """pid → process title of the postmaster's children (`ps` shows roles via setproctitle)."""
+        return _ps_children(self.pid)
+
+    def child_pids(self, role: str) -> list[int]:
+        return [pid for pid, title in self.children().items() if re.search(role, title)]
+
+    def orphans(self) -> list[int]:
+        """Processes still holding this node's data directory interlock (any incarnation)."""
+        out = []
+        target = str((self.datadir / "global" / "pgbed.interlock").resolve())
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                for fd in (p / "fd").iterdir():
+                    if os.readlink(fd) == target:
+                        out.append(int(p.name))
+                        break
+            except OSError:
+                continue
+        return out
+
+    def _evidence(self, what: str) -> str:
+        tail = "\n".join(self.log_content().splitlines()[-25:])
+        return (f"{what}\n--- last lines of {self.logfile} ---\n{tail}\n"
+                f"Hint: the full log is {self.logfile}; the data directory is {self.datadir}")  # fmt: skip
+
+
+def _ps_children(ppid: int) -> dict[int, str]:
+    out = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) != ppid:
+                continue
+            out[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+    return out
