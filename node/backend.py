@@ -344,6 +344,8 @@ class Session:
         self.prepared: dict[str, tuple[str, list[int]]] = {}
         self.portals: dict[str, tuple[str, list[Any], list[int]]] = {}
         self.ignore_till_sync = False
+        self.portal_oids: dict[str, list[int]] = {}
+        self.param_oids: list[int] = []  # declared parameter types of the running statement
 
     # -- startup ---------------------------------------------------------------------------------
 
@@ -559,6 +561,7 @@ class Session:
             params = [P.decode_param(v, oids[i] if i < len(oids) else 0, b.param_format(i), i + 1)
                       for i, v in enumerate(b.params)]  # fmt: skip
             self.portals[b.portal] = (query, params, list(b.result_formats))
+            self.portal_oids[b.portal] = oids
             c.send(P.bind_complete())
             return False
         if t == "D":
@@ -568,11 +571,13 @@ class Session:
                     raise PGError(f'prepared statement "{name}" does not exist', "26000")
                 query, oids = self.prepared[name]
                 c.send(P.parameter_description(oids))
+                self.param_oids = oids
                 self._describe(query, [])
             else:
                 if name not in self.portals:
                     raise PGError(f'portal "{name}" does not exist', "34000")
                 query, params, _ = self.portals[name]
+                self.param_oids = self.portal_oids.get(name, [])
                 self._describe(query, params)
             return False
         if t == "E":
@@ -580,7 +585,11 @@ class Session:
             if portal not in self.portals:
                 raise PGError(f'portal "{portal}" does not exist', "34000")
             query, params, fmts = self.portals[portal]
-            self.execute(query, params, send_description=False, result_formats=fmts)
+            self.param_oids = self.portal_oids.get(portal, [])
+            try:
+                self.execute(query, params, send_description=False, result_formats=fmts)
+            finally:
+                self.param_oids = []
             return False
         if t == "C":
             kind, name = P.parse_close(body)

@@ -43,6 +43,14 @@ def _words(sql: str) -> list[str]:
 
 
 TX_ALLOWED_IN_FAILED = {"rollback", "abort", "commit", "end"}
+# Words that can start a PostgreSQL statement: anything else is a syntax error (42601), whereas
+# a real statement pgbed cannot run yet is feature_not_supported (0A000).
+STATEMENT_KEYWORDS = frozenset(
+    "abort alter analyze begin call checkpoint close cluster comment commit copy create deallocate declare "
+    "delete discard do drop end execute explain fetch grant import insert listen load lock merge move notify "
+    "prepare reassign refresh reindex release reset revoke rollback savepoint security select set show start "
+    "table truncate unlisten update vacuum values with".split()
+)
 
 
 def _first_word(sql: str) -> str:
@@ -107,7 +115,7 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         from node import sysfuncs  # noqa: F401 - registers the functions and views
         from node.sysquery import run_select
 
-        res = run_select(sql, s, params)
+        res = run_select(sql, s, params, getattr(s, "param_oids", []))
         fmts = result_formats
         cols = res.columns
         if fmts:
@@ -119,8 +127,10 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
             c.send(P.data_row([_encode(v, col) for v, col in zip(row, cols, strict=True)]))
         c.send(P.command_complete(res.tag))
         return
-    if not word:
-        raise PGError(f'syntax error at or near "{sql.strip()[:1]}"', "42601", position=1)
+    if word not in STATEMENT_KEYWORDS:
+        m = re.match(r"\s*(\S+)", sql)
+        tok = m.group(1) if m else sql.strip()[:1]
+        raise PGError(f'syntax error at or near "{tok}"', "42601", position=sql.find(tok) + 1)
     raise PGError(f"{word.upper()} is not supported by pgbed yet (no SQL storage until the storage issue)",
                   "0A000")  # fmt: skip
 
@@ -156,7 +166,7 @@ def describe(s: Any, sql: str, params: list[Any]) -> list[P.Column]:
         if e.kind == "star" and view is not None:
             cols.extend(P.Column.for_type(c, t) for c, t in view.columns)
         elif isinstance(e, Expr):
-            cols.append(P.Column.for_type(alias, _result_type(e, source_cols)))
+            cols.append(P.Column.for_type(alias, _result_type(e, source_cols, getattr(s, "param_oids", []))))
     return cols
 
 

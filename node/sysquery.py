@@ -642,15 +642,19 @@ class Result:
     tag: str
 
 
-def _result_type(e: Expr, source_cols: dict[str, int]) -> int:
+def _result_type(e: Expr, source_cols: dict[str, int], param_oids: list[int] | None = None) -> int:
     if e.kind == "col":
         return source_cols.get(e.value, P.TEXT)
+    if e.kind == "param":
+        oids = param_oids or []
+        oid = oids[e.value] if e.value < len(oids) else 0
+        return oid if oid and oid != P.UNKNOWN else P.TEXT
     if e.typ == P.UNKNOWN:
         return P.TEXT
     return e.typ
 
 
-def run_select(sql: str, session: Any, params: list[Any]) -> Result:
+def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] | None = None) -> Result:
     sel = parse_select(sql)
     ev = Evaluator(session, params)
     view = VIEWS.get(sel.source) if sel.source else None
@@ -688,7 +692,7 @@ def run_select(sql: str, session: Any, params: list[Any]) -> Result:
         data = data[off : off + int(lim)] if lim is not None else data[off:]
     elif off:
         data = data[off:]
-    columns = [P.Column.for_type(alias, _result_type(e, source_cols)) for e, alias in items]
+    columns = [P.Column.for_type(alias, _result_type(e, source_cols, param_oids)) for e, alias in items]
     return Result(columns, data, f"SELECT {len(data)}")
 
 
