@@ -449,13 +449,13 @@ class Session:
                 if self.tx != "I":
                     elog.log("LOG", "unexpected EOF on client connection with an open transaction", sqlstate="08P01")
                 return 0
-            injection.inject("backend-loop")
             t = mtype.decode()
             if t == "X":
                 return 0
             if self.ignore_till_sync and t != "S":
                 continue
             try:
+                injection.inject("backend-loop")
                 send_ready = self.dispatch(t, body)
             except PGError as e:
                 if e.severity in ("FATAL", "PANIC"):

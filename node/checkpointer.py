@@ -165,9 +165,11 @@ def main() -> int:
                 reason = "end-of-recovery" if flags & CHECKPOINT_END_OF_RECOVERY else ""
                 try:
                     create_checkpoint(reason, flags | CHECKPOINT_FORCE)
-                except OSError as e:
+                except (OSError, elog.PGError) as e:
+                    # The checkpointer's error recovery (its sigsetjmp block): log, count the
+                    # failure so waiters raise "checkpoint request failed", and carry on.
                     shm.ckpt.ckpt_failed += 1
-                    elog.log("ERROR", f"checkpoint request failed: {e}")
+                    elog.log("ERROR", getattr(e, "message", None) or str(e))
                 last_timed = time.monotonic()
                 continue
             timeout = float(me.guc.get("checkpoint_timeout"))

@@ -7,13 +7,13 @@ postmaster at start and on SIGHUP; backends use the copy they inherited at fork.
 What it deliberately does not do: password methods. pgbed has no role catalog yet, so only
 `trust` and `reject` are accepted; any other method is a load error naming the line (the
 postmaster refuses to start on it, and a reload keeps the old rules, as PostgreSQL does with
-an invalid pg_hba.conf).
+an invalid pg_hba.conf). Nor host names or `samehost`/`samenet` addresses (no interface list):
+those are load errors too.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,57 @@ METHODS = {"trust", "reject"}
 
 class HbaError(Exception):
     pass
+
+
+class QuotedToken(str):
+    """A token written in double quotes: it never matches a keyword (hba.c: token_is_keyword
+    checks `!t->quoted`), so `"all"` names a database called all."""
+
+    __slots__ = ()
+
+
+def _tokenize(line: str) -> list[list[str]] | None:
+    """Split one line into fields, each a list of comma-separated tokens (hba.c: next_token,
+    next_field_expand). `#` outside quotes starts a comment; `""` inside quotes is a literal
+    quote; a token that starts with a quote is a QuotedToken. None: unterminated quote."""
+    fields: list[list[str]] = []
+    i, n = 0, len(line)
+    continuing = False  # the previous token ended with an unquoted comma
+    while True:
+        while i < n and (line[i] in " \t\r\n" or line[i] == ","):
+            i += 1
+        if i >= n or line[i] == "#":
+            return fields
+        buf: list[str] = []
+        in_quote = initial_quote = comma = False
+        while i < n and (in_quote or line[i] not in " \t\r\n"):
+            c = line[i]
+            i += 1
+            if c == "#" and not in_quote:
+                i = n
+                break
+            if c == "," and not in_quote:
+                comma = True
+                break
+            if c == '"':
+                if in_quote and i < n and line[i] == '"':
+                    buf.append('"')  # "" inside quotes
+                    i += 1
+                    continue
+                if not buf and not in_quote:
+                    initial_quote = True
+                in_quote = not in_quote
+                continue
+            buf.append(c)
+        if in_quote:
+            return None
+        text = "".join(buf)
+        tok: str = QuotedToken(text) if initial_quote else text
+        if continuing:
+            fields[-1].append(tok)
+        else:
+            fields.append([tok])
+        continuing = comma
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,65 +86,83 @@ class HbaRule:
     line_number: int
 
 
+def _single(fields: list[list[str]], idx: int, what: str, where: str) -> str:
+    if len(fields[idx]) > 1:
+        raise HbaError(f"multiple values specified for {what} at {where}")
+    return fields[idx][0]
+
+
 def parse_hba(path: str | Path) -> list[HbaRule]:
     rules: list[HbaRule] = []
     text = Path(path).read_text()
     for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            tok = shlex.split(line, posix=True)
-        except ValueError as e:
-            raise HbaError(f'invalid line {lineno} of configuration file "{path}": {e}') from None
         where = f'line {lineno} of configuration file "{path}"'
-        ctype = tok[0]
+        fields = _tokenize(raw)
+        if fields is None:
+            raise HbaError(f"unterminated quoted string at {where}")
+        if not fields:
+            continue
+        ctype = str(_single(fields, 0, "connection type", where))
         if ctype not in CONN_TYPES:
             raise HbaError(f'invalid connection type "{ctype}"' + f" at {where}")
         need = 4 if ctype == "local" else 5
-        if len(tok) < need:
+        if len(fields) < need:
             raise HbaError(f"end-of-line before authentication method at {where}")
-        dbs = tuple(tok[1].split(","))
-        users = tuple(tok[2].split(","))
+        dbs = tuple(fields[1])
+        users = tuple(fields[2])
         net = None
         if ctype == "local":
-            method = tok[3]
+            method = _single(fields, 3, "authentication type", where)
         else:
-            addr = tok[3]
+            addr = _single(fields, 3, "host address", where)
             rest = 4
-            if addr not in ("all", "samehost", "samenet"):
+            if addr in ("samehost", "samenet") and not isinstance(addr, QuotedToken):
+                raise HbaError(f'address "{addr}" is not supported by pgbed at {where}')
+            if addr != "all" or isinstance(addr, QuotedToken):
                 try:
                     if "/" in addr:
                         net = ipaddress.ip_network(addr, strict=False)
                     else:
-                        mask = tok[4]
+                        mask = _single(fields, 4, "netmask", where)
                         rest = 5
                         net = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
                 except (ValueError, IndexError):
                     raise HbaError(f'invalid IP address "{addr}" at {where}') from None
-            if len(tok) <= rest:
+            if len(fields) <= rest:
                 raise HbaError(f"end-of-line before authentication method at {where}")
-            method = tok[rest]
+            method = _single(fields, rest, "authentication type", where)
         if method not in METHODS:
             raise HbaError(
-                f'authentication method "{method}" is not supported by pgbed (only trust and reject) at {where}'
+                f'authentication method "{method}" is not supported by pgbed (only trust and reject) '
+                f"at {where}"
             )
-        rules.append(HbaRule(ctype, dbs, users, net, method, lineno))
+        rules.append(HbaRule(ctype, dbs, users, net, str(method), lineno))
     return rules
 
 
-def _match_list(items: tuple[str, ...], value: str, *, replication: bool, is_db: bool) -> bool:
+def _match_list(
+    items: tuple[str, ...], value: str, *, replication: bool, is_db: bool, user: str = ""
+) -> bool:
     for item in items:
+        keyword = not isinstance(item, QuotedToken)
         if is_db:
-            if item == "replication":
+            if keyword and item == "replication":
                 if replication:
                     return True
                 continue
             if replication:
                 continue  # physical replication matches only the `replication` keyword
-            if item in ("all", "sameuser", "samerole") or item == value:
+            if keyword and item == "all":
                 return True
-        elif item == "all" or item == value:
+            if keyword and item in ("sameuser", "samerole", "samegroup"):
+                # samerole: user is a member of the role named like the database; with no
+                # role catalog a role is only a member of itself (is_member_of_role_nosuper).
+                if value == user:
+                    return True
+                continue
+            if item == value:
+                return True
+        elif (keyword and item == "all") or item == value:
             return True
     return False
 
@@ -116,7 +185,7 @@ def find_rule(
             if r.network is not None:
                 if ip is None or ip.version != r.network.version or ip not in r.network:
                     continue
-        if not _match_list(r.databases, database, replication=replication, is_db=True):
+        if not _match_list(r.databases, database, replication=replication, is_db=True, user=user):
             continue
         if not _match_list(r.users, user, replication=replication, is_db=False):
             continue

@@ -86,6 +86,7 @@ def request_checkpoint(flags: int, wait: bool, interrupts: Any = None) -> None:
     with me.locks.hold(LWLockId.CHECKPOINT):
         ck.ckpt_flags = flags
         before = ck.ckpt_done
+        failed_before = ck.ckpt_failed
         ck.ckpt_request += 1
     slot = ck.checkpointer_slot
     if ck.checkpointer_pid:
@@ -95,7 +96,11 @@ def request_checkpoint(flags: int, wait: bool, interrupts: Any = None) -> None:
     latch = me.latch
     assert latch is not None
     check = interrupts or _handle_interrupts
-    while ck.ckpt_done == before and ck.ckpt_failed == 0:
+    while ck.ckpt_done == before:
+        if ck.ckpt_failed != failed_before:
+            from node.elog import PGError
+
+            raise PGError("checkpoint request failed", hint="Consult recent messages in the server log for details.")
         latch.reset()
         check()
         if ck.checkpointer_pid:

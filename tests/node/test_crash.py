@@ -133,7 +133,7 @@ def test_postmaster_death_ends_every_child(node: LocalNode) -> None:
     node.poll_until(lambda: (busy_pid,) in node.sql("SELECT pid FROM pg_stat_activity WHERE state = 'active'"),
                     what="sleeper active")
     children = list(node.children())
-    assert len(children) >= 4
+    assert len(children) >= 3  # checkpointer + two backends (the startup process is gone in RUN)
     node.kill9()
     t0 = time.monotonic()
     while time.monotonic() - t0 < 1.0 and any(os.path.exists(f"/proc/{p}") and _alive(p) for p in children):

@@ -1,0 +1,103 @@
+"""Archive recovery without WAL yet: hot standby, hot_standby=off, promotion.
+
+Rules: T2, T3, T4, REC-1, REC-3, REC-4, REC-5, REC-6, REC-7, scenario F31 (without the worker,
+which comes with the bgworker issue). WAL replay and streaming come with the storage and
+replication issues; here the startup process reaches consistency at once because there is no
+backup end pending and nothing to replay.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from orchestrator.localnode import LocalNode
+from tests.node import rawclient
+
+
+def _standby(node_factory, **settings) -> LocalNode:
+    n = node_factory(start=False, **settings)
+    (n.datadir / "standby.signal").write_text("")
+    return n
+
+
+def test_hot_standby_opens_read_only(node_factory) -> None:
+    """T2 → T3: RECOVERY_STARTED then BEGIN_HOT_STANDBY; pidfile ready; in_hot_standby on."""
+    n = _standby(node_factory)
+    n.start()
+    n.wait_for_log("database system is ready to accept read-only connections")
+    assert n.log_contains("entering standby mode")
+    assert n.log_contains(r"consistent recovery state reached at 0/0")
+    assert [e["new"] for e in n.events("pm_state")] == ["STARTUP", "RECOVERY", "HOT_STANDBY"]
+    assert n.pidfile_status() == "ready"
+    with n.connect() as c:
+        assert c.info.parameter_status("in_hot_standby") == "on"
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+
+
+def test_hot_standby_off_refuses_connections(node_factory) -> None:
+    """REC-4 / F31: with hot_standby=off the node stays in RECOVERY, pidfile `standby`, and
+    connections get 57P03 `the database system is not accepting connections` / `Hot standby mode is
+    disabled.`; pg_isready says 1. Promotion then opens it (T4)."""
+    n = _standby(node_factory, hot_standby="off")
+    n.start()
+    assert n.pidfile_status() == "standby"
+    err = rawclient.startup(n.host, n.port).error()
+    assert err is not None
+    assert (err["C"], err["M"], err["D"]) == ("57P03", "the database system is not accepting connections",
+                                              "Hot standby mode is disabled.")
+    assert n.pg_isready() == 1
+    (n.datadir / "promote").write_text("")
+    import signal
+
+    n.signal(signal.SIGUSR1)
+    n.wait_for_log("database system is ready to accept connections")
+    assert n.pidfile_status() == "ready"
+    assert n.sql("SELECT pg_is_in_recovery()") == [(False,)]
+
+
+def test_pg_promote_switches_timeline(node_factory) -> None:
+    """REC-5: pg_promote(wait) → promote file + SIGUSR1 → startup exits 0 (T4); new timeline 2
+    with a history file; pg_promote on a primary errors."""
+    n = _standby(node_factory)
+    n.start()
+    with n.connect() as c:
+        assert c.execute("SELECT pg_promote(true, 30)").fetchone() == (True,)
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    assert n.log_contains("received promotion request")
+    assert n.log_contains("selected new timeline ID: 2")
+    assert n.log_contains("archive recovery complete")
+    assert (n.datadir / "pg_wal" / "00000002.history").read_text().startswith("1\t")
+    assert not (n.datadir / "standby.signal").exists()
+    assert [e["new"] for e in n.events("pm_state")][-1] == "RUN"
+    with n.connect() as c:
+        try:
+            c.execute("SELECT pg_promote()")
+            raise AssertionError("pg_promote on a primary must fail")
+        except psycopg.errors.ObjectNotInPrerequisiteState as e:
+            assert "recovery is not in progress" in str(e)
+
+
+def test_stale_promote_file_removed_at_start(node_factory) -> None:
+    """REC-6: a `promote` file present at postmaster start is deleted before recovery runs."""
+    n = _standby(node_factory)
+    (n.datadir / "promote").write_text("")
+    n.start()
+    n.wait_for_log("database system is ready to accept read-only connections")
+    assert not (n.datadir / "promote").exists()
+    assert n.sql("SELECT pg_is_in_recovery()") == [(True,)]
+
+
+def test_smart_shutdown_of_standby(node_factory) -> None:
+    """Shutdown in HOT_STANDBY: the startup process is in the stop set (SHUT-4) and exits 1 (T15);
+    the checkpointer writes a restartpoint; exit 0; pg_control says shut down in recovery."""
+    n = _standby(node_factory)
+    n.start()
+    assert n.stop("fast") == 0
+    assert n.log_contains("restartpoint starting: shutdown immediate")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "node", "controldata", "-D", str(n.datadir)], capture_output=True,
+                       text=True)
+    assert "shut down in recovery" in r.stdout
