@@ -36,7 +36,7 @@ from node import elog, events, injection
 from node import protocol as P
 from node.elog import PGError
 from node.ipc.latch import WL_POSTMASTER_DEATH, WL_SOCKET_READABLE
-from node.proc import attach, count_signal, me, report_activity, report_signals
+from node.proc import install_handler, attach, count_signal, me, report_activity, report_signals
 from node.states import ActivityState, BackendKind, QuitReason
 
 # canAcceptConnections results (PM: CAC_state)
@@ -188,11 +188,11 @@ def _quickdie(signum: int, frame: Any) -> None:
 
 
 def install_signals() -> None:
-    signal.signal(signal.SIGTERM, _die)
-    signal.signal(signal.SIGINT, _cancel)
-    signal.signal(signal.SIGHUP, _hup)
-    signal.signal(signal.SIGUSR1, _usr1)
-    signal.signal(signal.SIGQUIT, _quickdie)
+    install_handler(signal.SIGTERM, _die)
+    install_handler(signal.SIGINT, _cancel)
+    install_handler(signal.SIGHUP, _hup)
+    install_handler(signal.SIGUSR1, _usr1)
+    install_handler(signal.SIGQUIT, _quickdie)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

@@ -26,7 +26,7 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, me, report_signals
+from node.proc import install_handler, count_signal, me, report_signals
 from node.states import DBState, PMSignalReason
 
 CHECKPOINT_IMMEDIATE = 0x4
@@ -119,12 +119,12 @@ def create_checkpoint(reason: str, flags: int) -> None:
 def main() -> int:
     from node.proc import attach
 
-    signal.signal(signal.SIGHUP, _hup)
-    signal.signal(signal.SIGINT, _int)
+    install_handler(signal.SIGHUP, _hup)
+    install_handler(signal.SIGINT, _int)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGQUIT, _quit)
-    signal.signal(signal.SIGUSR1, _usr1)
-    signal.signal(signal.SIGUSR2, _usr2)
+    install_handler(signal.SIGQUIT, _quit)
+    install_handler(signal.SIGUSR1, _usr1)
+    install_handler(signal.SIGUSR2, _usr2)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     injection.inject("checkpointer-start")

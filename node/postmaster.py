@@ -47,7 +47,7 @@ from node.pmlogic import (
     procname,
     wait_backends_done,
 )
-from node.proc import ChildInfo, me
+from node.proc import install_handler, ChildInfo, me
 from node.states import (
     BackendKind,
     ChildSlotState,
@@ -132,6 +132,11 @@ class Postmaster:
         self.start_time = time.time()
         self.reported = [0] * 65
         self.next_lockfile_check = time.monotonic() + LOCKFILE_CHECK_SECS
+        # The OS is injected (STYLE 14): unit tests drive the state machine with fakes.
+        self.kill: Any = os.kill
+        self.fork: Any = fork_child
+        self.exit: Any = os._exit
+        self.wake_r = self.wake_w = self.death_w = -1
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -287,7 +292,7 @@ class Postmaster:
         try:
             if point is not None and point.action == injection.Action.FAIL:
                 injection.run(f"postmaster-fork-{kind.point_prefix}", point)
-            pid = fork_child(ChildInfo(kind, slot), main, self._close_fds_for_child())
+            pid = self.fork(ChildInfo(kind, slot), main, self._close_fds_for_child())
         except (OSError, elog.PGError) as e:
             self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
             self.free_slots.append(slot)
@@ -317,7 +322,7 @@ class Postmaster:
 
     def signal_child(self, child: PMChild, sig: int) -> None:
         try:
-            os.kill(child.pid, sig)
+            self.kill(child.pid, sig)
         except ProcessLookupError:
             pass  # the reaper will see it (STYLE 10: only the reaper records a death)
 
@@ -371,7 +376,7 @@ class Postmaster:
         try:
             if point is not None and point.action == injection.Action.FAIL and not dead_end:
                 injection.run("postmaster-fork-backend", point)
-            pid = fork_child(
+            pid = self.fork(
                 ChildInfo(kind, slot, key),
                 lambda: backend.main(csock, addr, cac, cancel_keys, rules, key),
                 self._close_fds_for_child(),
@@ -584,11 +589,22 @@ class Postmaster:
         check_pmsignal(s, PMSignalReason.ADVANCE_STATE_MACHINE)
         if (check_pmsignal(s, PMSignalReason.PROMOTE) or (Path(self.datadir) / "promote").exists()) \
                 and self.startup_pid and self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY):  # fmt: skip
-            os.kill(self.startup_pid, signal.SIGUSR2)  # REC-5: the startup process unlinks the file
+            self.kill(self.startup_pid, signal.SIGUSR2)  # REC-5: the startup process unlinks the file
         self.state_machine()
 
     def state_machine(self) -> None:
-        """PostmasterStateMachine: advance as far as the current facts allow."""
+        """PostmasterStateMachine: advance as far as the current facts allow.
+
+        Repeated until nothing changes, because one step can enable another with no further
+        event to come (a failed checkpointer fork at T7 sets FatalError in WAIT_BACKENDS with
+        nothing left to reap)."""
+        for _ in range(20):
+            before = (self.state, self.fatal_error, self.shutdown)
+            self._state_machine_pass()
+            if (self.state, self.fatal_error, self.shutdown) == before:
+                return
+
+    def _state_machine_pass(self) -> None:
         from node.pmlogic import STOP_SET
 
         if self.state in (PMState.RUN, PMState.HOT_STANDBY) and not self.conns_allowed:
@@ -609,7 +625,7 @@ class Postmaster:
                     if not self.checkpointer_pid:  # T7
                         self._start_checkpointer()
                     if self.checkpointer_pid:
-                        os.kill(self.checkpointer_pid, signal.SIGINT)
+                        self.kill(self.checkpointer_pid, signal.SIGINT)
                         self._set_state(PMState.WAIT_XLOG_SHUTDOWN)
                     else:
                         self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
@@ -618,7 +634,7 @@ class Postmaster:
             if not others:
                 self._set_state(PMState.WAIT_CHECKPOINTER)  # T10
                 if self.checkpointer_pid:
-                    os.kill(self.checkpointer_pid, signal.SIGUSR2)
+                    self.kill(self.checkpointer_pid, signal.SIGUSR2)
         if self.state == PMState.WAIT_DEAD_END and not self.children:
             self._set_state(PMState.NO_CHILDREN)  # T12
         if self.shutdown > ShutdownMode.NONE and self.state == PMState.NO_CHILDREN:  # T13 (1), SHUT-9
@@ -676,7 +692,7 @@ class Postmaster:
             lines = datadir.read_pidfile(self.datadir)
             if not lines or lines[0].strip() != str(os.getpid()):
                 elog.log("LOG", "performing immediate shutdown because data directory lock file is invalid")
-                os.kill(os.getpid(), signal.SIGQUIT)
+                self.kill(os.getpid(), signal.SIGQUIT)
 
     def server_loop(self) -> None:
         while True:
@@ -716,6 +732,10 @@ class Postmaster:
             self._start_checkpointer()
 
     def exit_postmaster(self, code: int) -> None:
+        try:
+            injection.inject("postmaster-before-exit")
+        except (SystemExit, elog.PGError):
+            pass
         if code == 0:
             elog.log("LOG", "database system is shut down")
         elog.event(events.PM_EXIT, "DEBUG1", f"postmaster exiting with code {code}", exit_code=code)
@@ -726,7 +746,7 @@ class Postmaster:
                 pass
         datadir.remove_pidfile(self.datadir)
         sys.stdout.flush()
-        os._exit(code)
+        self.exit(code)
 
     def run(self) -> None:
         g = self.guc
@@ -736,7 +756,7 @@ class Postmaster:
         for sig, h in ((signal.SIGTERM, _on_shutdown_signal), (signal.SIGINT, _on_shutdown_signal),
                        (signal.SIGQUIT, _on_shutdown_signal), (signal.SIGHUP, _on_hup),
                        (signal.SIGCHLD, _on_chld), (signal.SIGUSR1, _on_usr1)):  # fmt: skip
-            signal.signal(sig, h)
+            install_handler(sig, h)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         # The death pipe: we keep the write end; children watch the read end (P-9).
@@ -762,11 +782,15 @@ class Postmaster:
         cf = datadir.read_control(self.datadir)
         elog.event(events.PM_START, "DEBUG1", "postmaster started", port=int(g.get("port")),
                    data_directory=str(self.datadir), system_identifier=str(cf.system_identifier))  # fmt: skip
-        # T1: checkpointer first ([M]), then the startup process
+        injection.inject("postmaster-start")
+        self.begin()
+        self.server_loop()
+
+    def begin(self) -> None:
+        """T1: checkpointer first ([M]), then the startup process."""
         self._set_state(PMState.STARTUP)
         self._start_checkpointer()
         self._start_startup()
-        self.server_loop()
 
 
 def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:

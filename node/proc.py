@@ -77,6 +77,22 @@ class MyProc:
 me = MyProc
 
 
+def install_handler(sig: int, fn: Callable[[int, Any], None]) -> None:
+    """signal.signal with PostgreSQL 17's wrapper_handler check (SIG-2, P-8): a handler that
+    fires in a process forked from us without exec (not a pgbed process) restores the default
+    disposition and re-raises, instead of touching state that is not its own."""
+    owner = os.getpid()
+
+    def wrapper(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        fn(signum, frame)
+
+    signal.signal(sig, wrapper)
+
+
 def count_signal(signum: int) -> None:
     """Called from handlers: only an integer increment (P-5)."""
     me.pending.received[signum] += 1

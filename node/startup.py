@@ -28,7 +28,7 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, me, report_signals
+from node.proc import install_handler, count_signal, me, report_signals
 from node.states import DBState, PMSignalReason
 
 
@@ -116,11 +116,11 @@ def main() -> int:
     from node import datadir
     from node.proc import attach
 
-    signal.signal(signal.SIGHUP, _hup)
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGQUIT, _quit)
-    signal.signal(signal.SIGUSR1, _usr1)
-    signal.signal(signal.SIGUSR2, _usr2)
+    install_handler(signal.SIGHUP, _hup)
+    install_handler(signal.SIGTERM, _term)
+    install_handler(signal.SIGQUIT, _quit)
+    install_handler(signal.SIGUSR1, _usr1)
+    install_handler(signal.SIGUSR2, _usr2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

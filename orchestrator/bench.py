@@ -89,6 +89,7 @@ FIGURES: list[tuple[str, str]] = [
     ("fast_shutdown", "fast shutdown"),
 ]
 FLOOR_FIGURES: list[tuple[str, str]] = [
+    ("py_nosite", "python -S -c pass (no site)"),
     ("py_pass", "python -c pass"),
     ("py_import_postmaster", "python -c 'import node.postmaster'"),
 ]
@@ -572,6 +573,7 @@ def run_cycle(flavour: Flavour, rundir: Path, registry: Registry) -> dict[str, f
     """One run of every step for one flavour; {figure: ms}. Raises BenchError with evidence."""
     out: dict[str, float] = {}
     if flavour.is_pgbed:
+        out["py_nosite"] = _time_cmd([sys.executable, "-S", "-c", "pass"], flavour, rundir.parent)
         out["py_pass"] = _time_cmd([sys.executable, "-c", "pass"], flavour, rundir.parent)
         out["py_import_postmaster"] = _time_cmd([sys.executable, "-c", "import node.postmaster"], flavour,
                                                 rundir.parent)  # fmt: skip
@@ -600,13 +602,14 @@ def run_cycle(flavour: Flavour, rundir: Path, registry: Registry) -> dict[str, f
 # -- environment ----------------------------------------------------------------------------------
 
 
-def find_postgres() -> tuple[Path | None, str]:
-    """PostgreSQL's bin directory and `postgres --version`, or (None, why not)."""
+def find_postgres(fallback: Path = Path("/usr/lib/postgresql/15/bin")) -> tuple[Path | None, str]:
+    """PostgreSQL's bin directory (pg_ctl's on PATH, else `fallback`) and `postgres --version`,
+    or (None, why not)."""
     candidates = []
     pg_ctl = shutil.which("pg_ctl")
     if pg_ctl:
         candidates.append(Path(os.path.realpath(pg_ctl)).parent)
-    candidates.append(Path("/usr/lib/postgresql/15/bin"))
+    candidates.append(fallback)
     for bindir in candidates:
         if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
             try:
@@ -615,7 +618,7 @@ def find_postgres() -> tuple[Path | None, str]:
             except (OSError, subprocess.TimeoutExpired) as e:
                 return None, f"{bindir / 'postgres'} --version failed: {e}"
             return bindir, r.stdout.strip()
-    return None, "no pg_ctl on PATH and no /usr/lib/postgresql/15/bin"
+    return None, f"no pg_ctl on PATH and no postgres/initdb in {fallback}"
 
 
 def _pgbed_pyc_env(root: Path) -> dict[str, str]:
@@ -645,6 +648,7 @@ def _environment(pg_bindir: Path | None, pg_version: str) -> dict[str, Any]:
         "postgres_bindir": str(pg_bindir) if pg_bindir else None,
         "postgres_version": pg_version if pg_bindir else None,
         "running_as_root": os.geteuid() == 0,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "psycopg": psycopg.__version__,
         "libpq": psycopg.pq.version(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -723,6 +727,7 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
 
     print(f"pgbed bench startup: {runs} runs, {', '.join(f.label for f in flavours)}; temp dir {root}")
     print(f"environment: Python {env_info['python']} ({sys.executable}), {env_info['nproc']} CPUs, "
+          f"load {env_info['loadavg_at_start'][0]}, "
           f"PYTHONDONTWRITEBYTECODE={env_info['PYTHONDONTWRITEBYTECODE']!s}"
           + (f", {pg_version} in {pg_bindir}" if pg_bindir else ""))  # fmt: skip
     try:
@@ -732,8 +737,6 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
             if f.name == PGBED_PYC:
                 subprocess.run([sys.executable, "-m", "compileall", "-q", str(node_dir)], env=f.env,
                                cwd=str(root), capture_output=True, timeout=120, check=False)  # fmt: skip
-            if f.is_pgbed:
-                importtime[f.name] = _importtime(f.env, root)
         for f in flavours:  # one untimed warm-up cycle each (page cache, bytecode cache)
             d = root / f.name
             d.mkdir()
@@ -749,8 +752,10 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
                 print(f"warm-up {f.label}: FAILED\n{e}", file=sys.stderr)
             finally:
                 registry.sweep()
-        _print_importtime("top 10 imports of `python -X importtime -c 'import node.postmaster'` (self time):",
-                          importtime.get(PGBED, []))  # fmt: skip
+            if f.is_pgbed:  # after the warm-up, so that [+pyc] sees a warm bytecode cache
+                importtime[f.name] = _importtime(f.env, root)
+                _print_importtime(f"top 10 imports of `python -X importtime -c 'import node.postmaster'`, "
+                                  f"{f.label} (by self time):", importtime[f.name])  # fmt: skip
 
         for i in range(1, runs + 1):
             parts = []
@@ -789,6 +794,7 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
 
+    env_info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report = build_report(samples, runs=runs, environment=env_info, importtime=importtime,
                           failures=failures, notes=notes)  # fmt: skip
     print()
@@ -812,9 +818,11 @@ def _print_floor_share(samples: dict[str, dict[str, list[float]]]) -> None:
         start = summarize(figs.get("start_select1", []))
         imp = summarize(figs.get("py_import_postmaster", []))
         bare = summarize(figs.get("py_pass", []))
+        nosite = summarize(figs.get("py_nosite", []))
         if start and imp and bare:
             share = imp.median / start.median
-            print(f"{LABELS[name]}: interpreter start {fmt_ms(bare.median)} ms + imports "
+            site = f" (site/.pth: {fmt_ms(bare.median - nosite.median)} ms)" if nosite else ""
+            print(f"{LABELS[name]}: interpreter start {fmt_ms(bare.median)} ms{site} + imports "
                   f"{fmt_ms(imp.median - bare.median)} ms = {fmt_ms(imp.median)} ms of "
                   f"{fmt_ms(start.median)} ms start -> first SELECT 1 ({share:.0%})")  # fmt: skip
 

@@ -87,11 +87,13 @@ host_mirror() {
     done
 }
 
+MIRROR_FROM="--mirror"
 if [ -z "$MIRROR" ]; then
     MIRROR="$(host_mirror | head -n1)"
+    MIRROR_FROM="the host's apt sources"
     [ -n "$MIRROR" ] || die "could not find a Debian '$SUITE' source in the host's apt configuration; pass --mirror URL"
 fi
-log "tag $TAG, suite $SUITE, mirror (from host apt sources) $MIRROR"
+log "tag $TAG, suite $SUITE, mirror $MIRROR (from $MIRROR_FROM)"
 
 WORK="$(mktemp -d /var/tmp/pgbed-base.XXXXXX)"
 ROOTFS="$WORK/rootfs"

@@ -146,6 +146,10 @@ def _build_node_image(client: Any) -> str:
         tail = "\n".join(line for line in log_lines if line)[-6000:]
         raise RuntimeError(f"building {NODE_IMAGE} from {NODE_DOCKERFILE} failed: {exc}\n{tail}") from None
     sys.stderr.write(f"\n[pgbed] built {NODE_IMAGE} ({image.short_id}) in {time.monotonic() - t0:.0f} s\n")
+    try:  # earlier builds of the tag, now untagged (images still used by a container are kept)
+        client.images.prune(filters={"dangling": True, "label": "pgbed.image=node"})
+    except docker.errors.APIError:
+        pass
     return image.id
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from orchestrator.localnode import LocalNode
+from tests.node import rawclient
 
 
 def test_error_action_armed_by_setting(node: LocalNode) -> None:
@@ -143,14 +144,25 @@ def test_abort_action_is_a_crash(node: LocalNode) -> None:
 
 
 def test_postmaster_fork_of_checkpointer_fails(node: LocalNode) -> None:
-    """`fail` at postmaster-fork-checkpointer: the crash reinit cannot start a checkpointer; the
-    postmaster logs the fork failure and retries from its loop (LaunchMissingBackgroundProcesses)
-    once the point is gone."""
-    with node.connect() as c:
-        c.execute("SELECT pgbed_injection_attach('postmaster-fork-checkpointer', 'fail')")
-        ckpt = node.child_pids("checkpointer")[0]
+    """`fail` at postmaster-fork-checkpointer, armed by setting so it survives the reinit: the
+    new incarnation cannot start its checkpointer, so crash recovery's end-of-recovery checkpoint
+    waits; disarming it lets LaunchMissingBackgroundProcesses fork one and the node opens."""
+    node.append_conf(injection_points="'postmaster-fork-checkpointer:fail'")
+    node.reload()
+    node.wait_for_log('parameter "injection_points" changed to')
+    ckpt = node.child_pids("checkpointer")[0]
     os.kill(ckpt, signal.SIGKILL)
     node.wait_for_log("all server processes terminated; reinitializing")
-    # SQL points die with shared memory, so the reinit's fork succeeds again
-    node.poll_until(lambda: node.sql("SELECT 1") == [(1,)])
+    node.wait_for_log("could not fork checkpointer process: error triggered for injection point "
+                      "postmaster-fork-checkpointer")
+    time.sleep(0.5)
+    # As in PostgreSQL the pid file keeps saying `ready` through a crash reinit; the clients
+    # are what see the difference: crash recovery has not finished.
+    err = rawclient.startup(node.host, node.port).error()
+    assert err is not None
+    assert (err["C"], err["M"]) == ("57P03", "the database system is not yet accepting connections")
+    assert not node.child_pids("checkpointer")
+    node.append_conf(injection_points="''")
+    node.reload()
+    node.poll_until(lambda: node.sql("SELECT 1") == [(1,)], what="node opens once the checkpointer can start")
     assert node.child_pids("checkpointer")

@@ -91,3 +91,36 @@ def test_shutdown_requests_collapse_to_most_severe(node: LocalNode) -> None:
     assert node.wait_exit() == 0
     c.close()
     assert len(node.events("shutdown_request")) == 2
+
+
+def test_shutdown_request_during_crash_is_abnormal(node: LocalNode) -> None:
+    """SHUT-9 / F21: a smart shutdown while children of a crash are still exiting → no reinit,
+    `abnormal database system shutdown`, exit 1. A backend that ignores SIGQUIT keeps the crash
+    in progress until the 5 s SIGKILL."""
+    stubborn = node.connect()
+    stubborn.execute("SELECT pgbed_injection_attach('backend-loop', 'ignore', 'SIGQUIT')")
+    stubborn.execute("SELECT pgbed_injection_detach('backend-loop')")
+    victim = node.connect()
+    os.kill(victim.info.backend_pid, signal.SIGKILL)
+    node.wait_for_log("terminating any other active server processes")
+    node.signal(signal.SIGTERM)
+    assert node.wait_exit(timeout=20) == 1
+    assert node.log_contains("received smart shutdown request")
+    assert node.log_contains("abnormal database system shutdown")
+    assert not node.log_contains("reinitializing")
+    stubborn.close()
+    victim.close()
+
+
+def test_startup_exit_3_is_shutdown_at_recovery_target(node_factory) -> None:
+    """T15 / REC-8: the startup process exiting 3 (recovery target reached with action shutdown)
+    makes the postmaster shut down cleanly."""
+    n = node_factory(start=False)
+    (n.datadir / "standby.signal").write_text("")
+    n.start()
+    with n.connect() as c:
+        c.execute("SELECT pgbed_injection_attach('startup-loop', 'exit', '3')")
+    n.signal(signal.SIGHUP)  # wakes the startup process's loop, where the point fires
+    assert n.wait_exit() == 0
+    assert n.log_contains("shutdown at recovery target")
+    assert n.log_contains("database system is shut down")
