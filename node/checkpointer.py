@@ -135,7 +135,6 @@ def main() -> int:
     latch = me.latch
     assert latch is not None
     last_timed = time.monotonic()
-    seen_request = shm.ckpt.ckpt_request
     shutdown_done = False
     while True:
         latch.reset()
@@ -158,9 +157,11 @@ def main() -> int:
         if p.shutdown_exit:
             return 0
         if not shutdown_done:
+            # Served-request bookkeeping lives in shared memory, so a checkpointer forked after
+            # a request (a crash reinit, a failed fork) still serves it.
             req = shm.ckpt.ckpt_request
-            if req != seen_request:
-                seen_request = req
+            if req != shm.ckpt.ckpt_served:
+                shm.ckpt.ckpt_served = req
                 flags = shm.ckpt.ckpt_flags
                 reason = "end-of-recovery" if flags & CHECKPOINT_END_OF_RECOVERY else ""
                 try:

@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 from node import elog, events
+from node.ipc.shmem import INJ_ARG_LEN, INJ_NAME_LEN
 
 
 class Action(enum.IntEnum):
@@ -80,22 +81,30 @@ def attach(shm: Any, death_fd: int | None) -> None:
 
 def validate(name: str, action: str, arg: str) -> str | None:
     """Return an error message, or None when the spec is valid."""
-    if not name or len(name.encode()) >= 64:
+    if not name or len(name.encode()) >= INJ_NAME_LEN:
         return f'invalid injection point name "{name}"'
     act = ACTION_NAMES.get(action)
     if act is None:
         return f'invalid action "{action}" for injection point "{name}"'
     if act in _NEEDS_ARG and not arg:
         return f'injection point action "{action}" requires an argument'
+    if len(arg.encode()) >= INJ_ARG_LEN:
+        return f'argument of injection point "{name}" is too long (at most {INJ_ARG_LEN - 1} bytes)'
     if act in (Action.EXIT, Action.UNDERSCORE_EXIT, Action.SLEEP):
         try:
-            int(arg)
+            v = int(arg)
         except ValueError:
             return f'invalid argument "{arg}" for injection point action "{action}"'
+        if act is not Action.SLEEP and not 0 <= v <= 255:
+            return f'exit code {v} for injection point "{name}" is outside the valid range (0 .. 255)'
+        if act is Action.SLEEP and v < 0:
+            return f'sleep time {v} for injection point "{name}" must not be negative'
     if act is Action.IGNORE:
         sig = arg.upper() if arg.upper().startswith("SIG") else "SIG" + arg.upper()
         if not hasattr(signal.Signals, sig):
             return f'invalid signal "{arg}" for injection point action "ignore"'
+        if sig in ("SIGKILL", "SIGSTOP"):
+            return f"{sig} cannot be ignored"
     return None
 
 
@@ -137,7 +146,11 @@ def _write_entry(e: Any, name: str, action: str, arg: str) -> None:
 
 
 def apply_setting(shm: Any, value: str) -> None:
-    """Postmaster only: rewrite the setting table from the `injection_points` value."""
+    """Postmaster only: rewrite the setting table from the `injection_points` value.
+
+    Everything is validated before the first write, so an invalid value leaves the table as
+    it was. Callers apply it only when the value changed: rewriting re-arms points that SQL
+    detached and releases processes blocked in `wait`."""
     specs = parse_setting(value)[: len(shm.inj_setting)]
     for i, e in enumerate(shm.inj_setting):
         if i < len(specs):
@@ -165,9 +178,10 @@ def sql_attach(shm: Any, locks: Any, name: str, action: str, arg: str) -> None:
         if target is None:
             if free is None:
                 raise elog.PGError("no free slot for injection point", "53000")
-            target = free
+            _write_entry(free, name, action, arg)
             shm.inj_sql_count += 1
-        _write_entry(target, name, action, arg)
+        else:
+            _write_entry(target, name, action, arg)
 
 
 def sql_detach(shm: Any, locks: Any, name: str) -> None:

@@ -137,6 +137,7 @@ class Postmaster:
         self.fork: Any = fork_child
         self.exit: Any = os._exit
         self.wake_r = self.wake_w = self.death_w = -1
+        self.injection_setting = ""
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -163,8 +164,9 @@ class Postmaster:
         me.seg = self.seg
         me.shm = s
         injection.attach(s, None)
+        self.injection_setting = str(g.get("injection_points"))
         try:
-            injection.apply_setting(s, str(g.get("injection_points")))
+            injection.apply_setting(s, self.injection_setting)
         except ValueError as e:
             elog.log("LOG", str(e))
 
@@ -444,10 +446,13 @@ class Postmaster:
         from node import config
 
         config.reload(in_postmaster=True)
-        try:
-            injection.apply_setting(self.seg.s, str(self.guc.get("injection_points")))  # type: ignore[union-attr]
-        except ValueError as e:
-            elog.log("LOG", str(e))
+        value = str(self.guc.get("injection_points"))
+        if value != self.injection_setting:
+            try:
+                injection.apply_setting(self.seg.s, value)  # type: ignore[union-attr]
+                self.injection_setting = value
+            except ValueError as e:
+                elog.log("LOG", str(e))
         set_cluster_name(str(self.guc.get("cluster_name")))
         self.signal_children(signal.SIGHUP, exclude=frozenset({BackendKind.DEAD_END}))
         self._load_hba(at_start=False)

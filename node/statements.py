@@ -18,22 +18,80 @@ from typing import Any
 from node import protocol as P
 from node.elog import PGError
 
-_SPLIT = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|;)""", re.S)
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _skip_quoted(sql: str, i: int) -> int:
+    """Index just past the quoted token, comment or dollar-quoted string starting at sql[i]
+    (psql's and the scanner's rules: '' doubling, E'' backslash escapes, "" identifiers,
+    nested /* */ comments, -- to end of line, $tag$...$tag$)."""
+    c = sql[i]
+    n = len(sql)
+    if c == "'" or c == '"':
+        escapes = c == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
+        j = i + 1
+        while j < n:
+            if escapes and sql[j] == "\\":
+                j += 2
+                continue
+            if sql[j] == c:
+                if j + 1 < n and sql[j + 1] == c:
+                    j += 2
+                    continue
+                return j + 1
+            j += 1
+        return n
+    if sql.startswith("--", i):
+        j = sql.find("\n", i)
+        return n if j < 0 else j + 1
+    if sql.startswith("/*", i):
+        depth, j = 1, i + 2
+        while j < n and depth:
+            if sql.startswith("/*", j):
+                depth, j = depth + 1, j + 2
+            elif sql.startswith("*/", j):
+                depth, j = depth - 1, j + 2
+            else:
+                j += 1
+        return j
+    m = _DOLLAR.match(sql, i)
+    if m and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        end = sql.find(m.group(0), m.end())
+        return n if end < 0 else end + len(m.group(0))
+    return i + 1
+
+
+def _strip_comments(sql: str) -> str:
+    """The statement without leading whitespace and comments."""
+    i = 0
+    while i < len(sql):
+        if sql[i].isspace():
+            i += 1
+        elif sql.startswith("--", i) or sql.startswith("/*", i):
+            i = _skip_quoted(sql, i)
+        else:
+            break
+    return sql[i:]
 
 
 def split_statements(sql: str) -> list[str]:
+    """Split a simple-query string at top-level semicolons; drop empty statements."""
     out: list[str] = []
-    cur: list[str] = []
-    for part in _SPLIT.split(sql):
-        if part == ";":
-            stmt = "".join(cur).strip()
-            if stmt:
+    start = i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c == ";":
+            stmt = sql[start:i].strip()
+            if _strip_comments(stmt):
                 out.append(stmt)
-            cur = []
+            start = i = i + 1
+        elif c in "'\"$" or sql.startswith("--", i) or sql.startswith("/*", i):
+            i = _skip_quoted(sql, i)
         else:
-            cur.append(part)
-    stmt = "".join(cur).strip()
-    if stmt and not re.fullmatch(r"(\s|--[^\n]*|/\*.*?\*/)*", stmt, re.S):
+            i += 1
+    stmt = sql[start:].strip()
+    if _strip_comments(stmt):
         out.append(stmt)
     return out
 
@@ -54,12 +112,13 @@ STATEMENT_KEYWORDS = frozenset(
 
 
 def _first_word(sql: str) -> str:
-    m = re.match(r"\s*([A-Za-z_]+)", sql)
+    m = re.match(r"\s*([A-Za-z_]+)", _strip_comments(sql))
     return m.group(1).lower() if m else ""
 
 
 def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int]) -> None:
     c = s.conn
+    sql = _strip_comments(sql)
     word = _first_word(sql)
     if s.tx == "E" and word not in TX_ALLOWED_IN_FAILED:
         raise PGError("current transaction is aborted, commands ignored until end of transaction block", "25P02")
@@ -221,13 +280,30 @@ def _set(s: Any, sql: str) -> None:
     s.conn.send(P.command_complete("SET"))
 
 
+_VALUE_ITEM = re.compile(r"""\s*(?:'((?:[^']|'')*)'|("(?:[^"]|"")*")|([-+]?[A-Za-z0-9_.$]+))\s*(,|$)""")
+
+
 def _value_list(value: str) -> list[str]:
-    out = []
-    for m in re.finditer(r"'((?:[^']|'')*)'|([^,\s][^,]*)", value):
-        if m.group(1) is not None:
-            out.append(m.group(1).replace("''", "'"))
+    """SET's var_list: comma-separated literals, identifiers or numbers, nothing else."""
+    out: list[str] = []
+    pos = 0
+    if not value.strip():
+        raise PGError("syntax error at end of input", "42601")
+    while pos < len(value):
+        m = _VALUE_ITEM.match(value, pos)
+        if not m or m.end() == pos:
+            bad = value[pos:].strip().split()[0] if value[pos:].strip() else value
+            raise PGError(f'syntax error at or near "{bad}"', "42601")
+        quoted, ident, word, _ = m.groups()
+        if quoted is not None:
+            out.append(quoted.replace("''", "'"))
+        elif ident is not None:
+            out.append(ident[1:-1].replace('""', '"'))
         else:
-            out.append(m.group(2).strip())
+            out.append(word)
+        pos = m.end()
+        if m.group(4) == "," and pos >= len(value):
+            raise PGError("syntax error at end of input", "42601")
     if not out:
         raise PGError("syntax error at end of input", "42601")
     return out

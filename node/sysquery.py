@@ -223,7 +223,10 @@ class Parser:
     def unary(self) -> Expr:
         if self.take("-"):
             inner = self.unary()
-            return Expr("unop", "-", inner.typ, [inner], name=inner.name)
+            if inner.kind == "lit" and isinstance(inner.value, int) and not isinstance(inner.value, bool):
+                v = -inner.value  # fold the sign into the literal, as PostgreSQL's grammar does
+                return Expr("lit", v, P.INT4 if v >= -(2**31) else P.INT8 if v >= -(2**63) else P.NUMERIC)
+            return Expr("unop", "-", inner.typ, [inner])
         if self.take("+"):
             return self.unary()
         return self.postfix()
@@ -251,7 +254,10 @@ class Parser:
 
     def cast_to(self, e: Expr) -> Expr:
         typ = self.type_name()
-        return Expr("cast", typ, typ, [e], name=OID_TYPE_NAME.get(typ, "?column?") if e.kind == "lit" else e.name)
+        # FigureColname: a cast takes its operand's name when that is strong (a column or a
+        # function), otherwise the type's name.
+        strong = e.kind in ("col", "func", "agg") or (e.kind == "cast" and e.name != "?column?")
+        return Expr("cast", typ, typ, [e], name=e.name if strong else OID_TYPE_NAME.get(typ, "?column?"))
 
     def primary(self) -> Expr:
         t = self.peek()
@@ -447,6 +453,23 @@ class ViewDef:
 VIEWS: dict[str, ViewDef] = {}
 
 
+_INT_RANGE = {P.INT2: (-(2**15), 2**15 - 1, "smallint"), P.INT4: (-(2**31), 2**31 - 1, "integer"),
+              P.INT8: (-(2**63), 2**63 - 1, "bigint"), P.OID: (0, 2**32 - 1, "OID")}
+
+
+def check_range(v: int, typ: int) -> int:
+    lo, hi, name = _INT_RANGE[typ]
+    if not lo <= v <= hi:
+        raise PGError(f"{name} out of range", "22003")
+    return v
+
+
+def _round_half_away(v: Any) -> int:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return int(Decimal(str(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def coerce(value: Any, typ: int) -> Any:
     """Cast a value to a type OID (the `::` and CAST semantics we need)."""
     if value is None:
@@ -454,12 +477,14 @@ def coerce(value: Any, typ: int) -> Any:
     try:
         if typ in (P.INT2, P.INT4, P.INT8, P.OID):
             if isinstance(value, bool):
-                return int(value)
-            if isinstance(value, str):
-                return int(value.strip())
-            if isinstance(value, float):
-                return int(round(value))
-            return int(value)
+                v = int(value)
+            elif isinstance(value, str):
+                v = int(value.strip())
+            elif isinstance(value, int):
+                v = value
+            else:
+                v = _round_half_away(value)  # numeric/float → int rounds half away from zero
+            return check_range(v, typ)
         if typ in (P.FLOAT8, P.FLOAT4):
             return float(value)
         if typ == P.NUMERIC:
@@ -536,13 +561,20 @@ class Evaluator:
             vals = [self.eval(a, row) for a in e.args[1:]]
             if v is None:
                 return None
-            hit = any(_eq(v, x) for x in vals if x is not None)
-            return (not hit) if e.value else hit
+            if any(x is not None and _eq(v, x) for x in vals):
+                return not e.value
+            if any(x is None for x in vals):
+                return None  # x IN (1, NULL) is NULL, not false, when nothing matched
+            return bool(e.value)
         if k == "unop":
             v = self.eval(e.args[0], row)
             if e.value == "not":
                 return None if v is None else not v
-            return None if v is None else -v
+            if v is None:
+                return None
+            if isinstance(v, str):
+                v = coerce(v, P.NUMERIC)
+            return -v
         if k == "op":
             return self.binop(e, row)
         if k == "agg":
@@ -558,7 +590,9 @@ class Evaluator:
             if a is False:
                 return False
             b = self.eval(e.args[1], row)
-            return None if a is None or b is None else bool(a and b)
+            if b is False:
+                return False
+            return None if a is None or b is None else True
         if op == "or":
             a = self.eval(e.args[0], row)
             if a is True:
@@ -581,25 +615,34 @@ class Evaluator:
                 raise PGError(f"operator does not exist: {type(a).__name__} {op} {type(b).__name__}",
                               "42883") from None  # fmt: skip
         a, b = coerce(a, e.typ), coerce(b, e.typ)
+        integral = e.typ in (P.INT2, P.INT4, P.INT8)
         try:
             if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if op == "/":
+                r = a + b
+            elif op == "-":
+                r = a - b
+            elif op == "*":
+                r = a * b
+            elif op in ("/", "%"):
                 if b == 0:
                     raise PGError("division by zero", "22012")
-                return a // b if e.typ in (P.INT2, P.INT4, P.INT8) and int(a / b) == a // b else (
-                    int(a / b) if e.typ in (P.INT2, P.INT4, P.INT8) else a / b)  # fmt: skip
-            if op == "%":
-                if b == 0:
-                    raise PGError("division by zero", "22012")
-                return a % b
+                if integral:
+                    # C semantics: the quotient truncates toward zero and the remainder takes
+                    # the dividend's sign (Python's // and % floor instead).
+                    q = abs(a) // abs(b)
+                    q = q if (a >= 0) == (b >= 0) else -q
+                    r = q if op == "/" else a - b * q
+                elif op == "/":
+                    r = a / b
+                else:
+                    import math
+
+                    r = math.fmod(a, b) if isinstance(a, float) else a % b
+            else:
+                raise unsupported(f"operator {op}")
         except TypeError:
             raise PGError(f"operator does not exist: {op}", "42883") from None
-        raise unsupported(f"operator {op}")
+        return check_range(r, e.typ) if integral else r
 
     def call(self, e: Expr, row: dict[str, Any] | None) -> Any:
         fn = FUNCTIONS.get(e.value)
@@ -649,6 +692,11 @@ def _result_type(e: Expr, source_cols: dict[str, int], param_oids: list[int] | N
         oids = param_oids or []
         oid = oids[e.value] if e.value < len(oids) else 0
         return oid if oid and oid != P.UNKNOWN else P.TEXT
+    if e.kind == "unop" and e.value == "-":
+        return _result_type(e.args[0], source_cols, param_oids)
+    if e.kind == "op" and e.value in ("+", "-", "*", "/", "%"):
+        return _arith_type(_result_type(e.args[0], source_cols, param_oids),
+                           _result_type(e.args[1], source_cols, param_oids))
     if e.typ == P.UNKNOWN:
         return P.TEXT
     return e.typ
@@ -680,18 +728,20 @@ def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] 
             if e.args:
                 out.append(sum(1 for r in rows if ev.eval(e.args[0], r) is not None))
             else:
-                out.append(len(rows) if view else 1)
+                out.append(len(rows))
         data = [out]
     else:
         for e, desc in reversed(sel.order):
             rows.sort(key=lambda r, e=e: _sort_key(ev.eval(e, r)), reverse=desc)
         data = [[ev.eval(e, r) for e, _ in items] for r in rows]
-    off = int(ev.eval(sel.offset, None)) if sel.offset is not None else 0
-    if sel.limit is not None:
-        lim = ev.eval(sel.limit, None)
-        data = data[off : off + int(lim)] if lim is not None else data[off:]
-    elif off:
-        data = data[off:]
+    off_v = ev.eval(sel.offset, None) if sel.offset is not None else None
+    off = 0 if off_v is None else int(off_v)
+    if off < 0:
+        raise PGError("OFFSET must not be negative", "2201X")
+    lim_v = ev.eval(sel.limit, None) if sel.limit is not None else None
+    if lim_v is not None and int(lim_v) < 0:
+        raise PGError("LIMIT must not be negative", "2201W")
+    data = data[off:] if lim_v is None else data[off : off + int(lim_v)]
     columns = [P.Column.for_type(alias, _result_type(e, source_cols, param_oids)) for e, alias in items]
     return Result(columns, data, f"SELECT {len(data)}")
 

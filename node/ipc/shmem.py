@@ -115,6 +115,7 @@ class CheckpointCtl(ctypes.Structure):
         ("checkpointer_slot", c_int32),
         ("ckpt_flags", c_uint32),
         ("ckpt_request", c_uint32),
+        ("ckpt_served", c_uint32),  # last request number a checkpointer took up
         ("ckpt_started", c_uint32),
         ("ckpt_done", c_uint32),
         ("ckpt_failed", c_uint32),

@@ -36,7 +36,6 @@ def test_split_statements(sql: str, parts: list[str]) -> None:
     assert split_statements(sql) == parts
 
 
-@pytest.mark.xfail(strict=True, reason="bug: E'' escapes, $$ quotes and nested comments are not honoured")
 @pytest.mark.parametrize(
     ("sql", "parts"),
     [
@@ -49,7 +48,6 @@ def test_split_statements_postgres_quoting(sql: str, parts: list[str]) -> None:
     assert split_statements(sql) == parts
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a statement starting with a comment has no first word -> 42601")
 @pytest.mark.parametrize("sql", ["/* app */ SELECT 1", "-- c\nSELECT 1"])
 def test_first_word_skips_comments(sql: str) -> None:
     assert _first_word(sql) == "select"

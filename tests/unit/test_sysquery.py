@@ -1,7 +1,7 @@
 """node.sysquery: the strict SELECT subset — tokens, types, column names, evaluation, errors.
 
 Expected values are what PostgreSQL 15 returns for the same statement. Known deviations are
-kept as strict xfails naming the bug, so a fix turns them into failures to be un-marked.
+checked against what PostgreSQL does.
 """
 
 from __future__ import annotations
@@ -151,9 +151,6 @@ def test_multiple_columns_and_tag() -> None:
     assert res.tag == "SELECT 1"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: cast of a non-literal is named ?column?, PG names it after the type"
-)
 @pytest.mark.parametrize("sql", ["SELECT (1 + 1)::int8", "SELECT $1::int8"])
 def test_cast_of_expression_named_after_type(sql: str) -> None:
     assert one(sql, ["1"])[0] == "int8"
@@ -209,26 +206,20 @@ def test_division_by_zero(sql: str) -> None:
     assert (e.sqlstate, e.message) == ("22012", "division by zero")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: int % follows Python's floor modulo; PG's sign follows the dividend"
-)
 @pytest.mark.parametrize(("sql", "val"), [("SELECT -7 % 2", -1), ("SELECT -5 % 3", -2)])
 def test_modulo_sign(sql: str, val: int) -> None:
     assert value(sql) == val
 
 
-@pytest.mark.xfail(strict=True, reason="bug: int8 division goes through float and loses precision")
 def test_int8_division_exact() -> None:
     assert value("SELECT 9223372036854775807 / 1") == 9223372036854775807
 
 
-@pytest.mark.xfail(strict=True, reason="bug: no integer overflow check (PG: 22003 integer out of range)")
 @pytest.mark.parametrize("sql", ["SELECT 2147483647 + 1", "SELECT 99999::int2", "SELECT 9999999999::int4"])
 def test_integer_out_of_range(sql: str) -> None:
     assert error(sql).sqlstate == "22003"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: numeric -> int truncates; PG rounds half away from zero")
 def test_numeric_to_int_rounds() -> None:
     assert value("SELECT 7.5::int4") == 8
 
@@ -270,12 +261,10 @@ def test_three_valued_logic(sql: str, val: bool | None) -> None:
     assert got is val
 
 
-@pytest.mark.xfail(strict=True, reason="bug: NULL AND false must be false (false wins whatever the order)")
 def test_null_and_false() -> None:
     assert value("SELECT NULL AND false") is False
 
 
-@pytest.mark.xfail(strict=True, reason="bug: IN with a NULL in the list and no match must be NULL")
 @pytest.mark.parametrize("sql", ["SELECT 3 IN (1, NULL)", "SELECT 3 NOT IN (1, NULL)"])
 def test_in_list_with_null(sql: str) -> None:
     assert value(sql) is None
@@ -305,7 +294,6 @@ def test_count_star_over_view(view: FakeSession) -> None:
     assert run("SELECT count(*)").rows == [[1]]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: count(*) without FROM ignores WHERE (PG: 0 rows counted)")
 def test_count_star_no_from_where_false() -> None:
     assert run("SELECT count(*) WHERE false").rows == [[0]]
 
@@ -339,7 +327,6 @@ def test_order_limit_offset(view: FakeSession) -> None:
     assert len(run("SELECT a FROM tv LIMIT NULL", session=view).rows) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="bug: negative LIMIT/OFFSET slice rows (PG: 2201W/2201X)")
 @pytest.mark.parametrize(
     ("sql", "state"), [("SELECT a FROM tv LIMIT -1", "2201W"), ("SELECT a FROM tv OFFSET -1", "2201X")]
 )
@@ -347,16 +334,10 @@ def test_negative_limit_offset(view: FakeSession, sql: str, state: str) -> None:
     assert error(sql, session=view).sqlstate == state
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: OFFSET NULL raises a Python TypeError (PG: same as OFFSET 0)", raises=TypeError
-)
 def test_offset_null(view: FakeSession) -> None:
     assert len(run("SELECT a FROM tv OFFSET NULL", session=view).rows) == 4
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: -col is typed text and named after the column (PG: int4 ?column?)"
-)
 def test_negated_column(view: FakeSession) -> None:
     res = run("SELECT -a FROM tv", session=view)
     assert [(c.name, c.type_oid) for c in res.columns] == [("?column?", P.INT4)]
