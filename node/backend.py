@@ -26,7 +26,6 @@ What it deliberately does not do: SQL storage (storage issue), replication conne
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import time
@@ -233,7 +232,9 @@ def process_cancel(pkt: P.StartupPacket, cancel_keys: dict[int, int]) -> None:
     if key is None:
         elog.log("LOG", f"PID {pkt.cancel_pid} in cancel request did not match any process")
         return
-    if not secrets.compare_digest(key.to_bytes(4, "big"), (pkt.cancel_key & 0xFFFFFFFF).to_bytes(4, "big")):
+    import hmac
+
+    if not hmac.compare_digest(key.to_bytes(4, "big"), (pkt.cancel_key & 0xFFFFFFFF).to_bytes(4, "big")):
         elog.log("LOG", f"wrong key in cancel request for process {pkt.cancel_pid}")
         return
     elog.event(events.CANCEL, "DEBUG2", f"processing cancel request: sending SIGINT to process {pkt.cancel_pid}",

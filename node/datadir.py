@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import struct
 import time
 from dataclasses import dataclass
@@ -120,7 +119,7 @@ def new_system_identifier() -> int:
     now = time.time()
     sec = int(now)
     usec = int((now - sec) * 1_000_000)
-    return ((sec << 32) | (usec << 12) | secrets.randbits(12)) & 0xFFFFFFFFFFFFFFFF
+    return ((sec << 32) | (usec << 12) | (int.from_bytes(os.urandom(2), 'big') & 0xFFF)) & 0xFFFFFFFFFFFFFFFF
 
 
 DEFAULT_HBA = """\

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import selectors
 import signal
 import socket
@@ -370,7 +369,7 @@ class Postmaster:
         )  # fmt: skip
         dead_end = cac != backend.CAC_OK
         kind = BackendKind.DEAD_END if dead_end else BackendKind.BACKEND
-        key = secrets.randbits(32)
+        key = int.from_bytes(os.urandom(4), "big")
         cancel_keys = {c.pid: c.cancel_key for c in self.children.values() if c.kind is BackendKind.BACKEND}
         slot = -1 if dead_end else self._assign_slot()
         point = injection.armed("postmaster-fork-backend")
@@ -789,7 +788,14 @@ class Postmaster:
                    data_directory=str(self.datadir), system_identifier=str(cf.system_identifier))  # fmt: skip
         injection.inject("postmaster-start")
         self.begin()
+        self._preload()
         self.server_loop()
+
+    def _preload(self) -> None:
+        """Import what every backend needs, once, here: children inherit it at fork instead of
+        each importing it after fork. Done after forking the startup process so that it
+        overlaps with recovery (no connection can be served before that ends anyway)."""
+        from node import backend, hba, protocol, statements, sysfuncs, sysquery  # noqa: F401
 
     def begin(self) -> None:
         """T1: checkpointer first ([M]), then the startup process."""
