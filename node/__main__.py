@@ -106,7 +106,7 @@ def cmd_start(a: argparse.Namespace) -> int:
     from node.datadir import read_pidfile
 
     while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, _ = os.waitpid(pid, os.WNOHANG)
         if done:
             print(" stopped waiting\npgbed start: error: could not start server" +
                   (f"\nExamine the log output in {a.log}." if a.log else ""), file=sys.stderr)  # fmt: skip

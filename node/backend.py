@@ -35,7 +35,7 @@ from node import elog, events, injection
 from node import protocol as P
 from node.elog import PGError
 from node.ipc.latch import WL_POSTMASTER_DEATH, WL_SOCKET_READABLE
-from node.proc import install_handler, attach, count_signal, me, report_activity, report_signals
+from node.proc import attach, count_signal, install_handler, me, report_activity, report_signals
 from node.states import ActivityState, BackendKind, QuitReason
 
 # canAcceptConnections results (PM: CAC_state)
@@ -385,8 +385,9 @@ class Session:
             raise elog.fatal(f'database "{self.database}" does not exist', "3D000")
         from node.guc import GucError
 
-        for name, value in [(k, v) for k, v in self.pkt.params.items()
-                            if k not in ("user", "database", "options", "replication")] + self.pkt.option_settings:  # fmt: skip
+        startup_settings = [(k, v) for k, v in self.pkt.params.items()
+                            if k not in ("user", "database", "options", "replication")]  # fmt: skip
+        for name, value in startup_settings + self.pkt.option_settings:
             try:
                 self.guc.set_startup_option(name, value)
             except GucError as err:

@@ -26,7 +26,7 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import install_handler, count_signal, me, report_signals
+from node.proc import count_signal, install_handler, me, report_signals
 from node.states import DBState, PMSignalReason
 
 CHECKPOINT_IMMEDIATE = 0x4

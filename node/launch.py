@@ -76,7 +76,7 @@ def fork_child(info: ChildInfo, main: Callable[[], int], close_fds: list[int]) -
             os.abort()
         elog.log("FATAL", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
         code = 1
-    except BaseException as e:  # noqa: BLE001 - the child must always reach _exit
+    except BaseException as e:
         elog.log("FATAL", f"unexpected internal error in {me.kind.value}: {e!r}", sqlstate="XX000",
                  detail="".join(traceback.format_exc()).strip())  # fmt: skip
         code = 1

@@ -46,7 +46,7 @@ from node.pmlogic import (
     procname,
     wait_backends_done,
 )
-from node.proc import install_handler, ChildInfo, me
+from node.proc import ChildInfo, install_handler, me
 from node.states import (
     BackendKind,
     ChildSlotState,
@@ -591,8 +591,8 @@ class Postmaster:
                 elog.log("LOG", "WAL was shut down unexpectedly")  # CRASH-11
                 self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
         check_pmsignal(s, PMSignalReason.ADVANCE_STATE_MACHINE)
-        if (check_pmsignal(s, PMSignalReason.PROMOTE) or (Path(self.datadir) / "promote").exists()) \
-                and self.startup_pid and self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY):  # fmt: skip
+        promote = check_pmsignal(s, PMSignalReason.PROMOTE) or (Path(self.datadir) / "promote").exists()
+        if promote and self.startup_pid and self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY):
             self.kill(self.startup_pid, signal.SIGUSR2)  # REC-5: the startup process unlinks the file
         self.state_machine()
 

@@ -70,7 +70,7 @@ class MyProc:
     datadir: str = ""
     guc: Any = None
     attached: bool = False
-    exit_callbacks: list[Callable[[int], None]] = []  # noqa: RUF012
+    exit_callbacks: list[Callable[[int], None]] = []
     pending: Pending = Pending()
 
 
@@ -235,20 +235,20 @@ def proc_exit(code: int) -> None:
         injection.inject(f"{me.kind.point_prefix}-before-exit")
     except SystemExit as e:
         code = int(e.code or 0)
-    except BaseException:  # noqa: BLE001 - an exit path must not raise
+    except BaseException:
         pass
     for cb in reversed(me.exit_callbacks):
         try:
             cb(code)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             pass
     try:
         detach()
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         pass
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         pass
     os._exit(code)

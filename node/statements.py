@@ -28,7 +28,8 @@ def _skip_quoted(sql: str, i: int) -> int:
     c = sql[i]
     n = len(sql)
     if c == "'" or c == '"':
-        escapes = c == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
+        prefix_ok = i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_")
+        escapes = c == "'" and i > 0 and sql[i - 1] in "eE" and prefix_ok
         j = i + 1
         while j < n:
             if escapes and sql[j] == "\\":
@@ -163,7 +164,7 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         _checkpoint(s)
         c.send(P.command_complete("CHECKPOINT"))
         return
-    if word == "discard" and _words(sql)[1:2] == ["all"] or (word == "discard" and sql.split()[1:2] == ["ALL"]):
+    if (word == "discard" and _words(sql)[1:2] == ["all"]) or (word == "discard" and sql.split()[1:2] == ["ALL"]):
         if s.tx != "I":
             raise PGError("DISCARD ALL cannot run inside a transaction block", "25001")
         s.guc.reset_all()

@@ -33,7 +33,7 @@ SIGNALLABLE = {BackendKind.BACKEND, BackendKind.WALSENDER, BackendKind.BGWORKER}
 
 
 def _ts(t: float) -> _dt.datetime | None:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc) if t else None
+    return _dt.datetime.fromtimestamp(t, _dt.UTC) if t else None
 
 
 def _find_proc(pid: int) -> dict[str, Any] | None:
@@ -137,7 +137,7 @@ def pg_sleep(s: Any, seconds: Any) -> None:
 
 @register("now", P.TIMESTAMPTZ)
 def now(s: Any) -> _dt.datetime:
-    return _ts(s.xact_start or s.stmt_start) or _dt.datetime.now(_dt.timezone.utc)
+    return _ts(s.xact_start or s.stmt_start) or _dt.datetime.now(_dt.UTC)
 
 
 @register("transaction_timestamp", P.TIMESTAMPTZ)
@@ -147,12 +147,12 @@ def transaction_timestamp(s: Any) -> _dt.datetime:
 
 @register("statement_timestamp", P.TIMESTAMPTZ)
 def statement_timestamp(s: Any) -> _dt.datetime:
-    return _ts(s.stmt_start) or _dt.datetime.now(_dt.timezone.utc)
+    return _ts(s.stmt_start) or _dt.datetime.now(_dt.UTC)
 
 
 @register("clock_timestamp", P.TIMESTAMPTZ)
 def clock_timestamp(s: Any) -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 @register("pg_postmaster_start_time", P.TIMESTAMPTZ)

@@ -252,7 +252,7 @@ class LocalNode:
                 last = fn()
                 if last:
                     return last
-            except Exception as e:  # noqa: BLE001 - a poll keeps the last failure as evidence
+            except Exception as e:
                 last = e
             time.sleep(0.02)
         raise NodeError(self._evidence(f"{what} not reached within {timeout}s; last value {last!r}"))

@@ -84,7 +84,8 @@ def test_max_connections_53300(node_factory) -> None:
 def test_hba_reject_and_unknown_database(node_factory) -> None:
     """pg_hba.conf: no matching rule / reject → 28000 with PostgreSQL's text; unknown db → 3D000."""
     n = node_factory(start=False)
-    (n.datadir / "pg_hba.conf").write_text("host all mallory 127.0.0.1/32 reject\nhost all postgres 127.0.0.1/32 trust\n")
+    (n.datadir / "pg_hba.conf").write_text("host all mallory 127.0.0.1/32 reject\n"
+                                           "host all postgres 127.0.0.1/32 trust\n")
     n.start()
     err = rawclient.startup(n.host, n.port, user="mallory").error()
     assert err is not None and err["C"] == "28000"
@@ -147,7 +148,7 @@ def test_pg_stat_activity_lists_every_process(node: LocalNode) -> None:
                          "FROM pg_stat_activity ORDER BY backend_type").fetchall()
         types = {r[1] for r in rows}
         assert {"checkpointer", "client backend"} <= types
-        me = [r for r in rows if r[0] == c.info.backend_pid][0]
+        me = next(r for r in rows if r[0] == c.info.backend_pid)
         assert me[2] == "active" and me[3] == "watcher" and str(me[4]) == "127.0.0.1"
         assert c.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
                          ).fetchone() == (1,)

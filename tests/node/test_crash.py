@@ -125,7 +125,7 @@ def test_postmaster_death_ends_every_child(node: LocalNode) -> None:
     def sleeper() -> None:
         try:
             busy.execute("SELECT pg_sleep(30)")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errs.append(e)
 
     t = threading.Thread(target=sleeper)
