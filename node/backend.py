@@ -437,7 +437,7 @@ class Session:
         while True:
             if send_ready:
                 self._report_param_changes()
-                c.send(P.ready_for_query(self.tx))
+                c.send(P.ready_for_query(self.tx))  # type: ignore[arg-type]
                 send_ready = False
             state = {"I": ActivityState.IDLE, "T": ActivityState.IDLE_IN_TRANSACTION,
                      "E": ActivityState.IDLE_IN_TRANSACTION_ABORTED}[self.tx]  # fmt: skip

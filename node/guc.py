@@ -1230,10 +1230,10 @@ class GucState:
             slot.in_file = False
         last_for: dict[str, int] = {}
         for i, it in enumerate(items):
-            slot = self._slots.get(it.name.lower())
-            if slot is not None:
+            found = self._slots.get(it.name.lower())
+            if found is not None:
                 last_for[it.name.lower()] = i
-                slot.in_file = True
+                found.in_file = True
             elif not valid_custom_variable_name(it.name):
                 lines.append(LogLine(
                     level,

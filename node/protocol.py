@@ -1076,7 +1076,7 @@ def _numeric_text(value: object) -> str:
         if value.is_nan():
             return "NaN"
         if value.is_infinite():
-            return "-Infinity" if value.is_signed() else "Infinity"
+            return "-Infinity" if value.is_signed() else "Infinity"  # type: ignore[attr-defined]
         s = format(value, "f")
         return s[1:] if s.startswith("-") and not value else s  # numeric has no negative zero
     return str(value)

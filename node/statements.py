@@ -221,7 +221,7 @@ def describe(s: Any, sql: str, params: list[Any]) -> list[P.Column]:
     sel = parse_select(sql)
     view = VIEWS.get(sel.source) if sel.source else None
     source_cols = dict(view.columns) if view else {}
-    cols = []
+    cols: list[P.Column] = []
     for e, alias in sel.items:
         if e.kind == "star" and view is not None:
             cols.extend(P.Column.for_type(c, t) for c, t in view.columns)

@@ -715,7 +715,7 @@ def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] 
             items.extend((Expr("col", c, t, name=c), c) for c, t in view.columns)
         else:
             items.append((e, alias))
-    rows = view.rows(session) if view else [None]
+    rows: list[dict[str, Any] | None] = list(view.rows(session)) if view else [None]
     if sel.where is not None:
         rows = [r for r in rows if ev.eval(sel.where, r) is True]
     aggregate = any(e.kind == "agg" for e, _ in items)
@@ -732,7 +732,11 @@ def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] 
         data = [out]
     else:
         for e, desc in reversed(sel.order):
-            rows.sort(key=lambda r, e=e: _sort_key(ev.eval(e, r)), reverse=desc)
+
+            def key(r: dict[str, Any] | None, e: Expr = e) -> tuple[int, Any]:
+                return _sort_key(ev.eval(e, r))
+
+            rows.sort(key=key, reverse=desc)
         data = [[ev.eval(e, r) for e, _ in items] for r in rows]
     off_v = ev.eval(sel.offset, None) if sel.offset is not None else None
     off = 0 if off_v is None else int(off_v)
