@@ -29,7 +29,6 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from node.ipc.lwlock import LWLocks
 from node.ipc.pmsignal import check_pmsignal
 from node.ipc.shmem import ShmemSegment, ShmemSizes
 from node.launch import fork_child, set_cluster_name, set_title
+from node.pmchild import ChildTable, PMChild
 from node.pmlogic import (
     ExitClass,
     can_accept_connections,
@@ -60,16 +60,6 @@ from node.states import (
 
 SIGKILL_CHILDREN_AFTER_SECS = 5.0
 LOCKFILE_CHECK_SECS = 60.0
-
-
-@dataclass
-class PMChild:
-    pid: int
-    kind: BackendKind
-    slot: int  # -1 for dead-end children
-    started_at: float
-    cancel_key: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Pending:
@@ -118,8 +108,9 @@ class Postmaster:
         self.abort_start: float | None = None
         self.conns_allowed = True
         self.startup_status = StartupStatus.NOT_RUNNING
-        self.children: dict[int, PMChild] = {}
-        self.free_slots: list[int] = []
+        self.children = ChildTable.for_settings(
+            int(guc.get("max_connections")), int(guc.get("max_worker_processes")), int(guc.get("max_wal_senders"))
+        )
         self.startup_pid = 0
         self.checkpointer_pid = 0
         self.listen: list[socket.socket] = []
@@ -152,14 +143,12 @@ class Postmaster:
 
     def _create_shmem(self) -> None:
         g = self.guc
-        sizes = ShmemSizes.for_settings(int(g.get("max_connections")), int(g.get("max_worker_processes")),
-                                        int(g.get("max_wal_senders")))  # fmt: skip
+        sizes = ShmemSizes(n_procs=self.children.n_slots)
         if self.seg is not None:
             self.seg.release()
         self.generation += 1
         self.seg = ShmemSegment.create(sizes, self.generation)
         s = self.seg.s
-        self.free_slots = list(range(sizes.n_procs - 1, -1, -1))
         me.seg = self.seg
         me.shm = s
         injection.attach(s, None)
@@ -263,10 +252,18 @@ class Postmaster:
             pass
         return fds
 
-    def _assign_slot(self) -> int:
-        slot = self.free_slots.pop()
-        self.seg.s.child_state[slot] = ChildSlotState.ASSIGNED  # type: ignore[union-attr]
+    def _assign_slot(self, kind: BackendKind) -> int | None:
+        """A child slot from the kind's pool, marked ASSIGNED for the dead-man switch."""
+        slot = self.children.assign(kind)
+        if slot is not None and slot >= 0:
+            self.seg.s.child_state[slot] = ChildSlotState.ASSIGNED  # type: ignore[union-attr]
         return slot
+
+    def _unassign_slot(self, kind: BackendKind, slot: int) -> None:
+        """Give back a slot whose fork failed."""
+        if slot >= 0:
+            self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
+        self.children.release(kind, slot)
 
     def _release_slot(self, child: PMChild) -> bool:
         """ReleasePostmasterChildSlot: False when the child never detached (CRASH-3)."""
@@ -283,25 +280,28 @@ class Postmaster:
             entry.counted = 0
             entry.latch_owner = 0
             entry.changecount += 1
-        self.free_slots.append(child.slot)
+        self.children.release(child.kind, child.slot)
         return ok
 
     def start_child(self, kind: BackendKind, main: Any, **extra: Any) -> int:
         """StartChildProcess: fork an auxiliary process. Returns 0 when the fork failed."""
         point = injection.armed(f"postmaster-fork-{kind.point_prefix}")
-        slot = self._assign_slot()
+        slot = self._assign_slot(kind)
+        if slot is None:
+            elog.event(events.FORK_FAILED, "LOG", f"no free child slot for {procname(kind)}", kind=kind.value,
+                       error="no free slot")  # fmt: skip
+            return 0
         try:
             if point is not None and point.action == injection.Action.FAIL:
                 injection.run(f"postmaster-fork-{kind.point_prefix}", point)
             pid = self.fork(ChildInfo(kind, slot), main, self._close_fds_for_child())
         except (OSError, elog.PGError) as e:
-            self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
-            self.free_slots.append(slot)
+            self._unassign_slot(kind, slot)
             msg = getattr(e, "strerror", None) or getattr(e, "message", str(e))
             elog.event(events.FORK_FAILED, "LOG", f"could not fork {procname(kind)}: {msg}", kind=kind.value,
                        error=msg)  # fmt: skip
             return 0
-        self.children[pid] = PMChild(pid, kind, slot, time.time(), extra=extra)
+        self.children.add(PMChild(pid, kind, slot, time.time(), extra=extra))
         elog.event(events.CHILD_START, "DEBUG2", f"started {procname(kind)} (PID {pid})", kind=kind.value,
                    child_pid=pid, child_slot=slot)  # fmt: skip
         return pid
@@ -329,12 +329,11 @@ class Postmaster:
 
     def signal_children(self, sig: int, kinds: frozenset[BackendKind] | None = None,
                         exclude: frozenset[BackendKind] = frozenset()) -> None:  # fmt: skip
-        for child in list(self.children.values()):
-            if (kinds is None or child.kind in kinds) and child.kind not in exclude:
-                self.signal_child(child, sig)
+        for child in self.children.of_kinds(kinds, exclude):
+            self.signal_child(child, sig)
 
     def count_children(self, kinds: frozenset[BackendKind]) -> int:
-        return sum(1 for c in self.children.values() if c.kind in kinds)
+        return self.children.count(kinds)
 
     def terminate_children(self, sig: int) -> None:
         """TerminateChildren: everything (no syslogger here); mark the startup process."""
@@ -364,14 +363,19 @@ class Postmaster:
         g = self.guc
         cac = can_accept_connections(
             self.state, self.shutdown, self.fatal_error, self.conns_allowed, bool(g.get("hot_standby")),
-            n_children=self.count_children(frozenset({BackendKind.BACKEND})),
-            max_children=2 * (int(g.get("max_connections")) + int(g.get("max_wal_senders"))),
+            n_children=self.children.used("backend"), max_children=self.children.pool_sizes["backend"],
         )  # fmt: skip
+        slot = -1
+        if cac == backend.CAC_OK:
+            assigned = self._assign_slot(BackendKind.BACKEND)
+            if assigned is None:  # pool exhausted: refused as "too many clients" by a dead-end child
+                cac = backend.CAC_TOOMANY
+            else:
+                slot = assigned
         dead_end = cac != backend.CAC_OK
         kind = BackendKind.DEAD_END if dead_end else BackendKind.BACKEND
         key = int.from_bytes(os.urandom(4), "big")
-        cancel_keys = {c.pid: c.cancel_key for c in self.children.values() if c.kind is BackendKind.BACKEND}
-        slot = -1 if dead_end else self._assign_slot()
+        cancel_keys = self.children.cancel_keys()
         point = injection.armed("postmaster-fork-backend")
         rules = self.hba_rules
         try:
@@ -383,9 +387,7 @@ class Postmaster:
                 self._close_fds_for_child(),
             )
         except (OSError, elog.PGError) as e:
-            if slot >= 0:
-                self.seg.s.child_state[slot] = ChildSlotState.UNUSED  # type: ignore[union-attr]
-                self.free_slots.append(slot)
+            self._unassign_slot(kind, slot)
             msg = getattr(e, "strerror", None) or getattr(e, "message", str(e))
             elog.event(events.FORK_FAILED, "LOG", f"could not fork new process for connection: {msg}",
                        kind=kind.value, error=msg)  # fmt: skip
@@ -394,7 +396,7 @@ class Postmaster:
             except OSError:
                 pass
             return
-        self.children[pid] = PMChild(pid, kind, slot, time.time(), cancel_key=key)
+        self.children.add(PMChild(pid, kind, slot, time.time(), cancel_key=key))
         elog.event(events.CHILD_START, "DEBUG2", f"forked new backend, pid={pid} socket={csock.fileno()}",
                    kind=kind.value, child_pid=pid, child_slot=slot)  # fmt: skip
 
@@ -470,7 +472,7 @@ class Postmaster:
         self.state_machine()
 
     def _child_exited(self, pid: int, status: int) -> None:
-        child = self.children.pop(pid, None)
+        child = self.children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if child is None:
             elog.log("DEBUG1", f"untracked child process (PID {pid}) exited")
@@ -618,7 +620,7 @@ class Postmaster:
             self.signal_children(signal.SIGTERM, kinds=STOP_SET)  # T6, SHUT-4
             self._set_state(PMState.WAIT_BACKENDS)
         if self.state == PMState.WAIT_BACKENDS:
-            live = {c.kind for c in self.children.values()}
+            live = self.children.kinds()
             immediate_or_crash = self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error
             if wait_backends_done(live, immediate_or_crash):
                 if immediate_or_crash:
@@ -634,12 +636,12 @@ class Postmaster:
                     else:
                         self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
         if self.state == PMState.WAIT_XLOG_ARCHIVAL:
-            others = {c.kind for c in self.children.values()} - {BackendKind.CHECKPOINTER, BackendKind.DEAD_END}
+            others = self.children.kinds() - {BackendKind.CHECKPOINTER, BackendKind.DEAD_END}
             if not others:
                 self._set_state(PMState.WAIT_CHECKPOINTER)  # T10
                 if self.checkpointer_pid:
                     self.kill(self.checkpointer_pid, signal.SIGUSR2)
-        if self.state == PMState.WAIT_DEAD_END and not self.children:
+        if self.state == PMState.WAIT_DEAD_END and not len(self.children):
             self._set_state(PMState.NO_CHILDREN)  # T12
         if self.shutdown > ShutdownMode.NONE and self.state == PMState.NO_CHILDREN:  # T13 (1), SHUT-9
             if self.fatal_error:
@@ -722,8 +724,7 @@ class Postmaster:
                 self.process_pmsignal()
             injection.inject("postmaster-loop")
             for lsock in ready_listen:
-                if self.state < PMState.WAIT_DEAD_END or self.state in (PMState.WAIT_DEAD_END,):
-                    self._accept(lsock)  # type: ignore[arg-type]
+                self._accept(lsock)  # type: ignore[arg-type]
             self.launch_missing()
             self._timed_chores()
 

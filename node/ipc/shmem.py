@@ -125,16 +125,12 @@ class CheckpointCtl(ctypes.Structure):
 
 @dataclass(frozen=True, slots=True)
 class ShmemSizes:
-    """Array sizes, fixed for the life of one segment (postmaster-context settings)."""
+    """Array sizes, fixed for the life of one segment (postmaster-context settings).
+
+    n_procs is the number of child slots of node/pmchild.py's ChildTable: one ProcEntry and one
+    dead-man switch flag per slot."""
 
     n_procs: int
-
-    @classmethod
-    def for_settings(cls, max_connections: int, max_worker_processes: int, max_wal_senders: int) -> ShmemSizes:
-        # PG's MaxLivePostmasterChildren is 2 * (connections + workers + senders + 1): the
-        # factor 2 leaves room for children that are exiting while new ones start. Plus a few
-        # auxiliary processes (startup, checkpointer, walreceiver, metrics).
-        return cls(n_procs=2 * (max_connections + max_worker_processes + max_wal_senders + 1) + 8)
 
 
 def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:

@@ -85,11 +85,12 @@ def pid_of(p: Postmaster, kind: BackendKind) -> int:
 
 def add_backend(p: Postmaster, fake: FakeOS) -> int:
     """What _backend_startup records for an accepted connection."""
-    from node.postmaster import PMChild
+    from node.pmchild import PMChild
 
     fake.next_pid += 1
-    slot = p._assign_slot()
-    p.children[fake.next_pid] = PMChild(fake.next_pid, BackendKind.BACKEND, slot, time.time())
+    slot = p._assign_slot(BackendKind.BACKEND)
+    assert slot is not None
+    p.children.add(PMChild(fake.next_pid, BackendKind.BACKEND, slot, time.time()))
     return fake.next_pid
 
 
@@ -193,7 +194,7 @@ def test_dead_man_switch_exit_0_attached(pm: Any) -> None:
     b = add_backend(p, fake)
     from node.states import ChildSlotState
 
-    p.seg.s.child_state[p.children[b].slot] = ChildSlotState.ACTIVE  # type: ignore[union-attr]
+    p.seg.s.child_state[p.children.get(b).slot] = ChildSlotState.ACTIVE  # type: ignore[union-attr]
     reap(p, b, exit_status(0))
     assert p.fatal_error
 
@@ -380,3 +381,18 @@ def test_checkpointer_fork_failure_at_t7(pm: Any) -> None:
     with pytest.raises(Exited) as ei:
         shutdown(p, ShutdownMode.FAST)
     assert ei.value.code == 1  # nothing left to wait for: abnormal shutdown at once
+
+
+def test_lock_file_check_triggers_immediate_shutdown(pm: Any) -> None:
+    """PM-0 timed chores: a postmaster.pid that no longer names us → SIGQUIT to ourselves."""
+    p, fake = pm
+    to_run(p)
+    lines = datadir.read_pidfile(p.datadir)
+    assert lines is not None
+    lines[0] = "1"
+    (Path(p.datadir) / "postmaster.pid").write_text("\n".join(lines))
+    p.next_lockfile_check = 0.0
+    p._timed_chores()
+    import os
+
+    assert (os.getpid(), signal.SIGQUIT) in fake.kills
