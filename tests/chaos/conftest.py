@@ -17,12 +17,14 @@ Environment knobs: PGBED_NODE_IMAGE (tag to build, default pgbed-node:test), PGB
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +78,24 @@ def _docker(config: pytest.Config) -> tuple[Any, str | None]:
     """(client, None) or (None, reason the engine cannot be reached)."""
     state = _state(config)
     if "docker" not in state:
-        try:
-            import docker
+        import docker
 
+        client = None
+        try:
             client = docker.from_env(timeout=300)
             client.ping()
             state["docker"] = (client, None)
         except Exception as exc:
             state["docker"] = (None, f"no Docker engine reachable: {type(exc).__name__}: {exc}")
+            if client is not None:
+                client.close()
+        if state["docker"][0] is None:
+            # A failed connect leaves a socket (held by the exception's frames until now) for the
+            # garbage collector; its ResourceWarning would become an error under
+            # filterwarnings=error.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
     return state["docker"]
 
 
@@ -227,9 +239,7 @@ def pgbed_labels(pytestconfig: pytest.Config) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def node_image(
-    pytestconfig: pytest.Config, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
-) -> str:
+def node_image(pytestconfig: pytest.Config, docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Tag of the node image built for this run (built after collection; see module doc)."""
     _ensure_node_image(pytestconfig, tmp_path_factory.getbasetemp().parent)
     state = _state(pytestconfig)

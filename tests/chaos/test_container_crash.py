@@ -86,8 +86,7 @@ def _wait_for_log(container: DockerContainer, pattern: str, deadline_s: float) -
                 return line
         if time.monotonic() >= deadline:
             pytest.fail(
-                f"no log line matching {pattern!r} within {deadline_s} s; container log tail:\n"
-                f"{_tail(container)}",
+                f"no log line matching {pattern!r} within {deadline_s} s; container log tail:\n{_tail(container)}",
                 pytrace=False,
             )
         time.sleep(0.2)
@@ -174,9 +173,7 @@ def test_sigkill_backend_crash_restart(node: DockerContainer) -> None:
         time.sleep(0.2)
     assert new_pid not in (victim_pid, bystander_pid)
     log = _logs(node)
-    assert READY in log[log.rindex(REINIT_MSG) :], (
-        f"no {READY!r} after the reinit; container log tail:\n{_tail(node)}"
-    )
+    assert READY in log[log.rindex(REINIT_MSG) :], f"no {READY!r} after the reinit; container log tail:\n{_tail(node)}"
 
 
 def test_postmaster_non_root_under_tini_and_healthy(node: DockerContainer) -> None:
