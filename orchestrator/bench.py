@@ -65,6 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator import procfs
 from orchestrator.localnode import free_port
 
 MIN_RUNS = 5
@@ -306,16 +307,7 @@ def log_line_time(log_text: str, needle: str) -> float | None:
 
 def _proc_table() -> dict[int, int]:
     """pid → ppid of every process."""
-    out = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            stat = (p / "stat").read_text()
-            out[int(p.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
+    return procfs.proc_table()
 
 
 def _descendants(root_pid: int) -> list[int]:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator import procfs
+
 DEFAULT_TIMEOUT = float(os.environ.get("PGBED_TEST_TIMEOUT", "30"))
 
 
@@ -259,7 +261,7 @@ class LocalNode:
 
     def children(self) -> dict[int, str]:
         """pid → process title of the postmaster's children (`ps` shows roles via setproctitle)."""
-        return _ps_children(self.pid)
+        return procfs.children(self.pid)
 
     def child_pids(self, role: str) -> list[int]:
         return [pid for pid, title in self.children().items() if re.search(role, title)]
@@ -284,19 +286,3 @@ class LocalNode:
         tail = "\n".join(self.log_content().splitlines()[-25:])
         return (f"{what}\n--- last lines of {self.logfile} ---\n{tail}\n"
                 f"Hint: the full log is {self.logfile}; the data directory is {self.datadir}")  # fmt: skip
-
-
-def _ps_children(ppid: int) -> dict[int, str]:
-    out = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            stat = (p / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) != ppid:
-                continue
-            out[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, ValueError):
-            continue
-    return out

@@ -10,7 +10,6 @@ import socket
 import struct
 
 from orchestrator.localnode import LocalNode
-from tests.node import rawclient
 
 
 def _raw(node: LocalNode, payload: bytes) -> bytes:
@@ -53,43 +52,32 @@ def test_invalid_startup_length(node: LocalNode) -> None:
     assert (f["C"], f["M"]) == ("08P01", "invalid length of startup packet")
 
 
-def test_invalid_message_type_after_startup(node: LocalNode) -> None:
-    r = rawclient.startup(node.host, node.port)
-    assert r.types.endswith("Z")
+def _after_startup(node: LocalNode, payload: bytes) -> bytes:
+    """Complete a normal startup, send `payload`, return everything the server sends back
+    until it closes the connection."""
     with socket.create_connection((node.host, node.port), timeout=10) as s:
         body = struct.pack("!I", 3 << 16) + b"user\0postgres\0database\0postgres\0\0"
         s.sendall(struct.pack("!I", len(body) + 4) + body)
         buf = b""
         while not buf.endswith(b"Z\0\0\0\x05I"):
             buf += s.recv(65536)
-        s.sendall(b"~\0\0\0\x04")
+        s.sendall(payload)
         out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
+        while d := s.recv(65536):
             out += d
-    f = _fields(out)
+    return out
+
+
+def test_invalid_message_type_after_startup(node: LocalNode) -> None:
+    f = _fields(_after_startup(node, b"~\0\0\0\x04"))
     assert (f["S"], f["C"], f["M"]) == ("FATAL", "08P01", "invalid frontend message type 126")
     assert node.sql("SELECT 1") == [(1,)]
     assert not node.events("crash")
 
 
-def test_query_with_null_in_it_and_huge_garbage(node: LocalNode) -> None:
+def test_unterminated_query_string(node: LocalNode) -> None:
     """A Query message whose string has no terminator is a protocol violation (FATAL 08P01)."""
-    with socket.create_connection((node.host, node.port), timeout=10) as s:
-        body = struct.pack("!I", 3 << 16) + b"user\0postgres\0database\0postgres\0\0"
-        s.sendall(struct.pack("!I", len(body) + 4) + body)
-        buf = b""
-        while not buf.endswith(b"Z\0\0\0\x05I"):
-            buf += s.recv(65536)
-        s.sendall(b"Q" + struct.pack("!I", 4 + 5) + b"abcde")
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
-    f = _fields(out)
-    assert f["C"] == "08P01"
+    f = _fields(_after_startup(node, b"Q" + struct.pack("!I", 4 + 5) + b"abcde"))
+    assert (f["S"], f["C"]) == ("FATAL", "08P01")
     assert node.sql("SELECT 1") == [(1,)]
+    assert not node.events("crash")
