@@ -341,7 +341,6 @@ class Session:
         self.xact_start = 0.0
         self.stmt_start = 0.0
         self.stmt_deadline: float | None = None
-        self.postmaster_start_time = 0.0
         self.prepared: dict[str, tuple[str, list[int]]] = {}
         self.portals: dict[str, tuple[str, list[Any], list[int]]] = {}
         self.ignore_till_sync = False
@@ -424,14 +423,6 @@ class Session:
             c.send(P.parameter_status(name, value))
         self.guc.take_report_changes()
         c.send(P.backend_key_data(me.pid, self.cancel_key))
-        pm_pidfile = None
-        try:
-            from node import datadir
-
-            pm_pidfile = datadir.read_pidfile(me.datadir)
-            self.postmaster_start_time = float(pm_pidfile[2]) if pm_pidfile else 0.0
-        except (ValueError, IndexError):
-            pass
         injection.inject("backend-after-auth")
         send_ready = True
         while True:

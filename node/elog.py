@@ -24,11 +24,6 @@ import os
 import time
 from typing import Any
 
-LEVELS = {
-    "DEBUG5": 10, "DEBUG4": 11, "DEBUG3": 12, "DEBUG2": 13, "DEBUG1": 14,
-    "INFO": 17, "NOTICE": 18, "WARNING": 19, "ERROR": 21, "LOG": 15,
-    "FATAL": 22, "PANIC": 23,
-}  # fmt: skip
 # For the server log, LOG ranks between ERROR and FATAL (elog.c: is_log_level_output).
 _SERVER_RANK = {
     "DEBUG5": 10, "DEBUG4": 11, "DEBUG3": 12, "DEBUG2": 13, "DEBUG1": 14,

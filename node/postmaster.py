@@ -46,7 +46,7 @@ from node.pmlogic import (
     procname,
     wait_backends_done,
 )
-from node.proc import ChildInfo, install_handler, me
+from node.proc import ChildInfo, count_signal, install_handler, me, report_signals
 from node.states import (
     BackendKind,
     ChildSlotState,
@@ -63,20 +63,20 @@ LOCKFILE_CHECK_SECS = 60.0
 
 
 class _Pending:
-    """Flags written only by the postmaster's signal handlers (SIG-1)."""
+    """Flags written only by the postmaster's signal handlers (SIG-1). Signal counts go to
+    node/proc.py's counters like every other process's, reported from the loop."""
 
     shutdown = ShutdownMode.NONE
     reload = False
     child_exit = False
     pmsignal = False
-    received = [0] * 65  # counted in handlers, reported at a check point
 
 
 pending = _Pending()
 
 
 def _on_shutdown_signal(signum: int, frame: Any) -> None:
-    pending.received[signum] += 1
+    count_signal(signum)
     mode = {signal.SIGTERM: ShutdownMode.SMART, signal.SIGINT: ShutdownMode.FAST,
             signal.SIGQUIT: ShutdownMode.IMMEDIATE}[signal.Signals(signum)]  # fmt: skip
     if mode > pending.shutdown:
@@ -84,17 +84,17 @@ def _on_shutdown_signal(signum: int, frame: Any) -> None:
 
 
 def _on_hup(signum: int, frame: Any) -> None:
-    pending.received[signum] += 1
+    count_signal(signum)
     pending.reload = True
 
 
 def _on_chld(signum: int, frame: Any) -> None:
-    pending.received[signum] += 1
+    count_signal(signum)
     pending.child_exit = True
 
 
 def _on_usr1(signum: int, frame: Any) -> None:
-    pending.received[signum] += 1
+    count_signal(signum)
     pending.pmsignal = True
 
 
@@ -120,7 +120,6 @@ class Postmaster:
         self.generation = 0
         self.hba_rules: list[Any] = []
         self.start_time = time.time()
-        self.reported = [0] * 65
         self.next_lockfile_check = time.monotonic() + LOCKFILE_CHECK_SECS
         # The OS is injected (STYLE 14): unit tests drive the state machine with fakes.
         self.kill: Any = os.kill
@@ -149,6 +148,7 @@ class Postmaster:
         self.generation += 1
         self.seg = ShmemSegment.create(sizes, self.generation)
         s = self.seg.s
+        s.postmaster_start_time = self.start_time
         me.seg = self.seg
         me.shm = s
         injection.attach(s, None)
@@ -401,16 +401,6 @@ class Postmaster:
                    kind=kind.value, child_pid=pid, child_slot=slot)  # fmt: skip
 
     # -- event processing -------------------------------------------------------------------------
-
-    def _report_signals(self) -> None:
-        for n in range(1, 65):
-            got = pending.received[n]
-            if got != self.reported[n]:
-                count = got - self.reported[n]
-                self.reported[n] = got
-                name = signal.Signals(n).name
-                elog.event(events.SIGNAL, "DEBUG1", f"received {name} ({count}x)", signal=name, count=count,
-                           kind="postmaster")  # fmt: skip
 
     def process_shutdown_request(self) -> None:
         mode = pending.shutdown
@@ -713,7 +703,7 @@ class Postmaster:
                         pass
                 elif key.data == "listen":
                     ready_listen.append(key.fileobj)
-            self._report_signals()
+            report_signals()
             if pending.shutdown:
                 self.process_shutdown_request()
             if pending.reload:

@@ -164,7 +164,7 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         _checkpoint(s)
         c.send(P.command_complete("CHECKPOINT"))
         return
-    if (word == "discard" and _words(sql)[1:2] == ["all"]) or (word == "discard" and sql.split()[1:2] == ["ALL"]):
+    if word == "discard" and [w.lower() for w in sql.split()[1:2]] == ["all"]:
         if s.tx != "I":
             raise PGError("DISCARD ALL cannot run inside a transaction block", "25001")
         s.guc.reset_all()
@@ -314,7 +314,5 @@ def _checkpoint(s: Any) -> None:
     from node.checkpointer import CHECKPOINT_FORCE, CHECKPOINT_IMMEDIATE, CHECKPOINT_WAIT
     from node.startup import request_checkpoint
 
-    if s.tx != "I":
-        pass  # PostgreSQL allows CHECKPOINT inside a transaction block
     request_checkpoint(CHECKPOINT_IMMEDIATE | CHECKPOINT_FORCE | CHECKPOINT_WAIT, wait=True,
                        interrupts=s.check_for_interrupts)

@@ -157,7 +157,7 @@ def clock_timestamp(s: Any) -> _dt.datetime:
 
 @register("pg_postmaster_start_time", P.TIMESTAMPTZ)
 def pg_postmaster_start_time(s: Any) -> _dt.datetime | None:
-    return _ts(s.postmaster_start_time)
+    return _ts(me.shm.postmaster_start_time)
 
 
 @register("current_database", P.NAME)

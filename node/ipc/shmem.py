@@ -138,6 +138,7 @@ def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
         _fields_ = [
             ("magic", c_uint32),
             ("generation", c_uint32),  # bumped by the postmaster at each (re)creation
+            ("postmaster_start_time", c_double),  # written once per segment by the postmaster
             ("quit_reason", c_uint8),
             ("pmsignal_flags", c_uint8 * PMSIGNAL_SLOTS),
             ("child_state", c_uint8 * sizes.n_procs),

@@ -38,6 +38,8 @@ def test_start_to_ready_and_pidfile_layout(node: LocalNode) -> None:
     starts = [e["kind"] for e in node.events("child_start")]
     assert starts[:2] == ["checkpointer", "startup"]
     assert node.sql("SELECT 1") == [(1,)]
+    (started,) = node.sql("SELECT pg_postmaster_start_time()")[0]
+    assert abs(started.timestamp() - int(lines[2])) < 1.0
 
 
 def test_parameter_status_and_backend_key(node: LocalNode) -> None:
