@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,47 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _cleanup(config, _worker_id(config))
     else:
         _cleanup(config, None)
+
+
+# --- node fixtures -----------------------------------------------------------------------------
+
+READY = "database system is ready to accept connections"
+
+
+@pytest.fixture
+def node_container(node_image: str, pgbed_labels: dict[str, str]) -> Iterator[Any]:
+    """A fresh node container (random host port for 5432), ready to accept connections."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    container = (
+        DockerContainer(node_image)
+        .with_exposed_ports(5432)
+        .with_kwargs(labels=dict(pgbed_labels))
+        .waiting_for(LogMessageWaitStrategy(READY).with_startup_timeout(60).with_poll_interval(0.2))
+    )
+    with container:
+        yield container
+
+
+@pytest.fixture(params=[pytest.param("local"), pytest.param("docker", marks=pytest.mark.docker)])
+def scenario_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def scenario_node(scenario_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The node of a backend-agnostic scenario, on the backend the parameter names."""
+    from tests.chaos.nodes import DockerScenarioNode, LocalScenarioNode
+
+    if scenario_backend == "docker":
+        yield DockerScenarioNode(request.getfixturevalue("node_container"))
+        return
+    from orchestrator.localnode import LocalNode
+
+    node = LocalNode(tmp_path, "scenario").init()
+    node.start()
+    try:
+        yield LocalScenarioNode(node)
+    finally:
+        node.teardown()
