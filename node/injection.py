@@ -69,6 +69,8 @@ _NEEDS_ARG = {Action.EXIT, Action.UNDERSCORE_EXIT, Action.SLEEP, Action.IGNORE}
 class _State:
     shm: Any = None
     death_fd: int | None = None
+    version: int = -1  # inj_version the cache was built at
+    cache: dict[bytes, Any] = {}  # name → armed entry, rebuilt when the version moves
 
 
 _st = _State()
@@ -77,6 +79,8 @@ _st = _State()
 def attach(shm: Any, death_fd: int | None) -> None:
     _st.shm = shm
     _st.death_fd = death_fd
+    _st.version = -1
+    _st.cache = {}
 
 
 def validate(name: str, action: str, arg: str) -> str | None:
@@ -158,6 +162,7 @@ def apply_setting(shm: Any, value: str) -> None:
         else:
             e.armed = 0
     shm.inj_setting_count = len(specs)
+    shm.inj_version += 1
 
 
 def sql_attach(shm: Any, locks: Any, name: str, action: str, arg: str) -> None:
@@ -182,6 +187,7 @@ def sql_attach(shm: Any, locks: Any, name: str, action: str, arg: str) -> None:
             shm.inj_sql_count += 1
         else:
             _write_entry(target, name, action, arg)
+        shm.inj_version += 1
 
 
 def sql_detach(shm: Any, locks: Any, name: str) -> None:
@@ -198,6 +204,7 @@ def sql_detach(shm: Any, locks: Any, name: str) -> None:
         if e.armed and not e.detached and e.name.decode() == name:
             e.detached = 1
             found = True
+    shm.inj_version += 1
     if not found:
         raise elog.PGError(f"could not find injection point {name} to detach", "XX000")
 
@@ -214,12 +221,23 @@ def list_points(shm: Any) -> list[tuple[str, str, str, str]]:
 
 
 def _find(name: str) -> Any:
+    """The armed entry for `name`. Scanning 64 ctypes entries costs microseconds, so each
+    process keeps a name → entry map, rebuilt only when inj_version moves; the entry's own
+    flags are re-checked on every use because a detach may race with the rebuild."""
     s = _st.shm
+    v = s.inj_version
+    if v != _st.version:
+        cache: dict[bytes, Any] = {}
+        for table in (s.inj_setting, s.inj_sql):  # SQL-armed wins over the setting
+            for e in table:
+                if e.armed and not e.detached:
+                    cache[e.name] = e
+        _st.cache = cache
+        _st.version = v
     bname = name.encode()
-    for table in (s.inj_sql, s.inj_setting):
-        for e in table:
-            if e.armed and not e.detached and e.name == bname:
-                return e
+    e = _st.cache.get(bname)
+    if e is not None and e.armed and not e.detached and e.name == bname:
+        return e
     return None
 
 

@@ -793,6 +793,9 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
     print(render_table(table_rows(samples)))
     print()
     _print_floor_share(samples)
+    report["injection_point_ns"] = inj = injection_point_cost()
+    print(f"injection point check, nothing armed: {inj['unarmed_ns']:.0f} ns per call; an empty function "
+          f"call: {inj['empty_call_ns']:.0f} ns; with 1 other point armed: {inj['other_armed_ns']:.0f} ns")
     for n in notes:
         print(f"note: {n}")
     if json_out:
@@ -802,6 +805,32 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
         print(f"pgbed bench: {len(failures)} step(s) failed; see above", file=sys.stderr)
         return 1
     return 0
+
+
+def injection_point_cost(n: int = 200_000) -> dict[str, float]:
+    """Cost of `inject()` at a point that is not armed — the check every loop iteration and
+    lifecycle step pays — next to an empty call, in nanoseconds (best of 5 timeit repeats)."""
+    import timeit
+
+    from node import injection
+    from node.ipc.shmem import ShmemSegment, ShmemSizes
+
+    seg = ShmemSegment.create(ShmemSizes(n_procs=8), 1)
+    injection.attach(seg.s, None)
+
+    def empty(name: str) -> None:
+        return None
+
+    def best(fn: Callable[[str], None]) -> float:
+        return min(timeit.repeat(lambda: fn("backend-loop"), number=n, repeat=5)) / n * 1e9
+
+    try:
+        out = {"unarmed_ns": best(injection.inject), "empty_call_ns": best(empty)}
+        injection.apply_setting(seg.s, "checkpointer-loop:sleep:1")
+        out["other_armed_ns"] = best(injection.inject)
+    finally:
+        injection.attach(None, None)
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def _print_floor_share(samples: dict[str, dict[str, list[float]]]) -> None:

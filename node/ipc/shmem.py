@@ -145,6 +145,7 @@ def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
             ("procs", ProcEntry * sizes.n_procs),
             ("xlog", XLogCtl),
             ("ckpt", CheckpointCtl),
+            ("inj_version", c_uint32),  # bumped after every change to either injection table
             ("inj_setting_count", c_uint32),
             ("inj_sql_count", c_uint32),
             ("inj_setting", InjEntry * INJ_SLOTS),
