@@ -138,7 +138,7 @@ class Heap:
         """SQLite's progress handler: True interrupts the statement (SQLITE_INTERRUPT)."""
         try:
             self._interrupts()  # type: ignore[misc]
-        except BaseException as e:  # noqa: BLE001 - re-raised after SQLite unwinds
+        except BaseException as e:  # re-raised once SQLite has unwound
             self._pending = e
             return True
         return False
@@ -217,7 +217,7 @@ class Heap:
         try:
             self.conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?", (end,))
             self.conn.execute("COMMIT")
-        except BaseException as e:
+        except BaseException as e:  # re-raised once SQLite has unwound
             # The WAL already says this transaction committed: the only safe way on is a crash
             # restart that replays it (PostgreSQL PANICs here too).
             raise PGError(f"could not commit transaction after writing its WAL: {e}", "XX000",
