@@ -274,3 +274,54 @@ def _injection_rows(s: Any) -> list[dict[str, Any]]:
 VIEWS["pgbed_injection_points"] = ViewDef(
     [("name", P.TEXT), ("action", P.TEXT), ("arg", P.TEXT), ("source", P.TEXT)], _injection_rows
 )
+
+
+# -- WAL positions (storage issue) ----------------------------------------------------------------
+
+
+@register("pg_current_wal_lsn", P.PG_LSN)
+def pg_current_wal_lsn(s: Any) -> int:
+    """The flushed-or-written end of WAL; PostgreSQL reports the write position."""
+    _not_in_recovery("pg_current_wal_lsn")
+    return int(me.shm.xlog.insert_lsn)
+
+
+@register("pg_current_wal_insert_lsn", P.PG_LSN)
+def pg_current_wal_insert_lsn(s: Any) -> int:
+    _not_in_recovery("pg_current_wal_insert_lsn")
+    return int(me.shm.xlog.insert_lsn)
+
+
+@register("pg_current_wal_flush_lsn", P.PG_LSN)
+def pg_current_wal_flush_lsn(s: Any) -> int:
+    _not_in_recovery("pg_current_wal_flush_lsn")
+    return int(me.shm.xlog.flush_lsn)
+
+
+@register("pg_last_wal_replay_lsn", P.PG_LSN)
+def pg_last_wal_replay_lsn(s: Any) -> int | None:
+    return int(me.shm.xlog.replay_lsn) if me.shm.xlog.in_recovery else None
+
+
+@register("pg_wal_lsn_diff", P.NUMERIC, ("lsn1", "lsn2"))
+def pg_wal_lsn_diff(s: Any, lsn1: Any, lsn2: Any) -> Any:
+    from decimal import Decimal
+
+    if lsn1 is None or lsn2 is None:
+        return None
+    return Decimal(_lsn(lsn1) - _lsn(lsn2))
+
+
+def _lsn(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    try:
+        return P.parse_lsn(str(v))
+    except ValueError:
+        raise PGError(f'invalid input syntax for type pg_lsn: "{v}"', "22P02") from None
+
+
+def _not_in_recovery(fn: str) -> None:
+    if me.shm.xlog.in_recovery:
+        raise PGError("recovery is in progress", "55000",
+                      hint="WAL control functions cannot be executed during recovery.")  # fmt: skip
