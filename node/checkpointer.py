@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from node import elog, events, injection
@@ -74,45 +75,98 @@ def describe_flags(flags: int, reason: str) -> str:
     return " ".join(words)
 
 
+_heap: Any = None
+
+
+def _get_heap() -> Any:
+    global _heap
+    if _heap is None:
+        from node.storage import Heap
+
+        _heap = Heap(me.datadir)
+    return _heap
+
+
 def create_checkpoint(reason: str, flags: int) -> None:
-    """CreateCheckPoint / CreateRestartPoint: record the redo point in pg_control."""
-    from node import datadir
+    """CreateCheckPoint (or, in recovery, CreateRestartPoint).
+
+    1. Under the WAL insertion lock (SQLite's write lock) note the redo point: no commit is half
+       done then, so every transaction whose record ends before it is in the heap.
+    2. Make the heap durable (SQLite checkpoint + fsync) — it now holds everything up to redo.
+    3. Append the checkpoint record (shutdown checkpoints and end-of-recovery ones are
+       CHECKPOINT_SHUTDOWN records, as in PostgreSQL), flush it, point pg_control at it.
+    4. Remove the segments before the redo point that wal_keep_size does not hold.
+    """
+    from node import datadir, wal
+    from node.storage import checkpoint_heap
+    from node.xlog import XLog
 
     shm = me.shm
-    in_recovery = bool(shm.xlog.in_recovery)
-    shutdown = reason == "shutdown"
+    xl = shm.xlog
+    in_recovery = bool(xl.in_recovery) or not xl.wal_ready
+    shutdown = reason == "shutdown" or bool(flags & CHECKPOINT_END_OF_RECOVERY)
     cf = datadir.read_control(me.datadir)
-    insert = shm.xlog.insert_lsn
-    if not (shutdown or flags & (CHECKPOINT_FORCE | CHECKPOINT_END_OF_RECOVERY)) and cf.redo_lsn == insert \
-            and cf.state == DBState.IN_PRODUCTION:  # fmt: skip
+    if not in_recovery and not (shutdown or flags & CHECKPOINT_FORCE) and xl.prev_lsn == cf.checkpoint_lsn:
         elog.log("DEBUG1", "checkpoint skipped because system is idle")
         return
     kind = "restartpoint" if in_recovery else "checkpoint"
     label = describe_flags(flags, reason)
     shm.ckpt.ckpt_started += 1
     start = time.monotonic()
-    if me.guc.get("log_checkpoints"):
-        elog.event(events.CHECKPOINT_START, "LOG", f"{kind} starting: {label}", reason=reason)
-    else:
-        elog.event(events.CHECKPOINT_START, "DEBUG1", f"{kind} starting: {label}", reason=reason)
+    level = "LOG" if me.guc.get("log_checkpoints") else "DEBUG1"
+    elog.event(events.CHECKPOINT_START, level, f"{kind} starting: {label}", reason=reason)
     injection.inject("checkpointer-checkpoint")
-    cf.checkpoint_lsn = insert
-    cf.redo_lsn = insert
-    cf.checkpoint_time = time.time()
-    if shutdown:
-        cf.state = DBState.SHUTDOWNED_IN_RECOVERY if in_recovery else DBState.SHUTDOWNED
-    elif not in_recovery:
-        cf.state = DBState.IN_PRODUCTION
-    datadir.write_control(me.datadir, cf)
+    removed = 0
+    distance = 0
+    if in_recovery:
+        # A restartpoint: the replication issue makes it follow the replayed checkpoints; until
+        # then it records the state only.
+        if shutdown:
+            cf.state = DBState.SHUTDOWNED_IN_RECOVERY
+        cf.checkpoint_time = time.time()
+        datadir.write_control(me.datadir, cf)
+        write_s = sync_s = 0.0
+    else:
+        heap = _get_heap()
+        heap.begin_write()
+        try:
+            redo = int(xl.insert_lsn)
+            next_xid = int(xl.next_xid)
+        finally:
+            heap.rollback()
+        t_sync = time.monotonic()
+        checkpoint_heap(heap.conn, me.datadir)
+        sync_s = time.monotonic() - t_sync
+        heap.begin_write()
+        try:
+            ck = wal.CheckPoint(redo=redo, timeline=int(xl.timeline), prev_timeline=cf.prev_timeline,
+                                next_xid=next_xid, time=time.time())  # fmt: skip
+            info = wal.XlogInfo.CHECKPOINT_SHUTDOWN if shutdown else wal.XlogInfo.CHECKPOINT_ONLINE
+            rec_start, _end = XLog(me.datadir, xl, fsync=bool(me.guc.get("fsync"))).append(
+                wal.Rmgr.XLOG, info, 0, ck.pack(), flush=True)
+        finally:
+            heap.rollback()
+        distance = max(0, redo - cf.redo_lsn) // 1024
+        cf.checkpoint_lsn = rec_start
+        cf.redo_lsn = redo
+        cf.timeline = int(xl.timeline)
+        cf.checkpoint_time = ck.time
+        cf.state = DBState.SHUTDOWNED if reason == "shutdown" else DBState.IN_PRODUCTION
+        datadir.write_control(me.datadir, cf)
+        xl.redo_lsn = redo
+        keep = int(me.guc.get("wal_keep_size")) * 1024 * 1024
+        keep_from = max(int(xl.segsize), min(redo, int(xl.insert_lsn) - keep))
+        removed = len(wal.remove_old_segments(Path(me.datadir) / wal.XLOGDIR, int(xl.segsize), int(xl.timeline),
+                                              keep_from))  # fmt: skip
+        write_s = time.monotonic() - start - sync_s
     total = time.monotonic() - start
     shm.ckpt.last_checkpoint_time = time.time()
     shm.ckpt.ckpt_done += 1
     msg = (
-        f"{kind} complete: wrote 0 buffers (0.0%); 0 WAL file(s) added, 0 removed, 0 recycled; "
-        f"write=0.000 s, sync=0.000 s, total={total:.3f} s; sync files=0, longest=0.000 s, "
-        "average=0.000 s; distance=0 kB, estimate=0 kB"
+        f"{kind} complete: wrote 0 buffers (0.0%); 0 WAL file(s) added, {removed} removed, 0 recycled; "
+        f"write={write_s:.3f} s, sync={sync_s:.3f} s, total={total:.3f} s; sync files=1, longest={sync_s:.3f} s, "
+        f"average={sync_s:.3f} s; distance={distance} kB, estimate={distance} kB"
     )
-    level = "LOG" if me.guc.get("log_checkpoints") else "DEBUG1"
     elog.event(events.CHECKPOINT_DONE, level, msg, reason=reason, duration_s=round(total, 6))
 
 

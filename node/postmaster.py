@@ -719,9 +719,9 @@ class Postmaster:
             self._timed_chores()
 
     def launch_missing(self) -> None:
-        """LaunchMissingBackgroundProcesses."""
-        if self.fatal_error:
-            return
+        """LaunchMissingBackgroundProcesses. The checkpointer is active from the start until
+        shutdown begins, FatalError or not: crash recovery itself waits for its end-of-recovery
+        checkpoint. (What FatalError holds back is bgworkers and connections.)"""
         if self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN) \
                 and not self.checkpointer_pid:  # fmt: skip
             self._start_checkpointer()

@@ -112,6 +112,21 @@ def _last_known(cf: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cf.time))
 
 
+def read_history(dd: Path, timeline: int) -> list[tuple[int, int]]:
+    """(parent timeline, switch LSN) pairs of `timeline`'s history file, oldest first."""
+    from node import protocol
+
+    path = dd / "pg_wal" / f"{timeline:08X}.history"
+    out: list[tuple[int, int]] = []
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip().isdigit():
+            out.append((int(parts[0]), protocol.parse_lsn(parts[1].strip())))
+    return out
+
+
 def main() -> int:
     from node import datadir
     from node.proc import attach
@@ -128,15 +143,16 @@ def main() -> int:
     attach()
     shm = me.shm
     dd = Path(me.datadir)
-    cf = datadir.read_control(dd)
+    try:
+        cf = datadir.read_control(dd)
+    except (OSError, ValueError) as e:
+        raise elog.PGError(f"could not read control file: {e}", "XX000", severity="PANIC") from None
     xl = shm.xlog
     xl.system_identifier = cf.system_identifier
     xl.timeline = cf.timeline
-    xl.redo_lsn = cf.redo_lsn
-    xl.insert_lsn = xl.flush_lsn = xl.replay_lsn = cf.checkpoint_lsn
+    xl.segsize = cf.wal_segment_size
     standby = (dd / "standby.signal").exists()
     archive = standby or (dd / "recovery.signal").exists()
-    injection.inject("startup-loop")
 
     if cf.state == DBState.SHUTDOWNED and not archive:
         elog.log("LOG", f"database system was shut down at {_last_known(cf)}")
@@ -153,15 +169,27 @@ def main() -> int:
     elif cf.state == DBState.IN_PRODUCTION:
         elog.log("LOG", f"database system was interrupted; last known up at {_last_known(cf)}")
 
+    from node import xlog
+
+    history = read_history(dd, cf.timeline)
+    ck_rec, ckpt = xlog.read_checkpoint(dd, cf.wal_segment_size, cf.timeline, cf.checkpoint_lsn, history)
+    xl.redo_lsn = ckpt.redo
+    xl.next_xid = max(1, ckpt.next_xid)
+    xl.replay_lsn = ck_rec.end_lsn
+    injection.inject("startup-loop")
+
     if archive:
-        return _archive_recovery(cf, standby)
-    if cf.state not in (DBState.SHUTDOWNED, DBState.SHUTDOWNED_IN_RECOVERY):
+        return _archive_recovery(cf, standby, ck_rec, ckpt, history)
+    crash = cf.state not in (DBState.SHUTDOWNED, DBState.SHUTDOWNED_IN_RECOVERY) or ckpt.redo < ck_rec.lsn
+    if crash:
         elog.log("LOG", "database system was not properly shut down; automatic recovery in progress")
         cf.state = DBState.IN_CRASH_RECOVERY
         datadir.write_control(dd, cf)
         xl.in_recovery = 1
-        _redo(crash=True)
-        xl.in_recovery = 0
+    end_of_wal, last = _redo(cf, ck_rec, ckpt, history, crash=crash)
+    _open_wal(end_of_wal, last)
+    xl.in_recovery = 0
+    if crash:
         from node.checkpointer import CHECKPOINT_END_OF_RECOVERY, CHECKPOINT_IMMEDIATE, CHECKPOINT_WAIT
 
         request_checkpoint(CHECKPOINT_END_OF_RECOVERY | CHECKPOINT_IMMEDIATE | CHECKPOINT_WAIT, wait=True)
@@ -172,19 +200,84 @@ def main() -> int:
     return 0
 
 
-def _redo(*, crash: bool) -> None:
-    """Where redo runs. Signals RECOVERY_STARTED first (T2), as PerformWalRecovery does."""
+def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, crash: bool) -> tuple[int, int]:
+    """PerformWalRecovery: replay from the checkpoint's redo point to the end of valid WAL.
+    Returns (end of WAL = where writing resumes, start LSN of the last valid record).
+
+    Crash recovery signals RECOVERY_STARTED when the first record is replayed (T2, [M]); archive
+    recovery has signalled it already, before reading anything (consistency may come first)."""
+    import apsw
+
+    from node import storage, wal
+
     xl = me.shm.xlog
-    send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
-    elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(xl.redo_lsn)}", crash=crash)
-    injection.inject("startup-redo")
-    _handle_interrupts()
-    # The storage issue replays records here; there are none to replay yet.
-    elog.log("LOG", f"redo done at {format_lsn(xl.replay_lsn)} system usage: CPU: user: 0.00 s, "
-             "system: 0.00 s, elapsed: 0.00 s")  # fmt: skip
+    dd = Path(me.datadir)
+    reader = wal.WalReader(dd / wal.XLOGDIR, cf.wal_segment_size, cf.timeline, history=history)
+    # A shutdown checkpoint is its own redo point: replay starts with the record after it.
+    start = ck_rec.end_lsn if ckpt.redo >= ck_rec.lsn else ckpt.redo
+    conn = apsw.Connection(str(storage.heap_path(dd)))
+    conn.set_busy_timeout(5000)
+    t0, c0 = time.monotonic(), os.times()
+    last = ck_rec.lsn
+    end_of_wal = ck_rec.end_lsn
+    replayed = 0
+    last_commit_time = None
+    for rec in reader.iter_from(start, prev=None if start == ckpt.redo else ck_rec.lsn):
+        if replayed == 0:
+            if crash:
+                send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
+            elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(rec.lsn)}", crash=crash)
+            injection.inject("startup-redo")
+        replayed += 1
+        if rec.rmid == wal.Rmgr.XACT and rec.info == wal.XactInfo.COMMIT:
+            storage.apply_commit(conn, rec.end_lsn, rec.payload)
+            last_commit_time = storage.decode_xact(rec.payload)[0]
+            xl.next_xid = max(int(xl.next_xid), rec.xid + 1)
+        elif rec.rmid == wal.Rmgr.XLOG and rec.info in (wal.XlogInfo.CHECKPOINT_ONLINE,
+                                                          wal.XlogInfo.CHECKPOINT_SHUTDOWN):  # fmt: skip
+            xl.next_xid = max(int(xl.next_xid), wal.CheckPoint.unpack(rec.payload).next_xid)
+        last = rec.lsn
+        end_of_wal = rec.end_lsn
+        xl.replay_lsn = rec.end_lsn
+        if replayed % 256 == 0:
+            _handle_interrupts()
+    if reader.end_of_wal is not None:
+        end_of_wal = reader.end_of_wal
+    if reader.end_reason:
+        # A segment that does not exist yet is the ordinary end of WAL (PostgreSQL says so at DEBUG2).
+        elog.log("DEBUG2" if reader.missing_segment else "LOG", reader.end_reason)
+    if replayed:
+        ct, c1 = time.monotonic() - t0, os.times()
+        elog.log("LOG", f"redo done at {format_lsn(last)} system usage: CPU: user: {c1.user - c0.user:.2f} s, "
+                 f"system: {c1.system - c0.system:.2f} s, elapsed: {ct:.2f} s")  # fmt: skip
+        if last_commit_time is not None:
+            elog.log("LOG", "last completed transaction was at log time "
+                     + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last_commit_time))
+                     + f".{int(last_commit_time * 1e6) % 1000000:06d}+00")  # fmt: skip
+    elif crash:
+        elog.log("LOG", "redo is not required")
+    conn.close()
+    return end_of_wal, last
 
 
-def _archive_recovery(cf: Any, standby: bool) -> int:
+def _open_wal(end_of_wal: int, last: int) -> None:
+    """Publish where writing resumes, and clear anything after it (a torn tail must not be
+    mistaken for records once new ones are written in front of it)."""
+    from node import wal
+
+    xl = me.shm.xlog
+    w = wal.WalWriter(Path(me.datadir) / wal.XLOGDIR, int(xl.segsize), int(xl.timeline), end_of_wal, last)
+    try:
+        w.zero_tail()
+    finally:
+        w.close()
+    xl.insert_lsn = end_of_wal
+    xl.prev_lsn = last
+    xl.flush_lsn = end_of_wal
+    xl.wal_ready = 1
+
+
+def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]]) -> int:
     from node import datadir
 
     dd = Path(me.datadir)
@@ -196,11 +289,12 @@ def _archive_recovery(cf: Any, standby: bool) -> int:
     cf.state = DBState.IN_ARCHIVE_RECOVERY
     datadir.write_control(dd, cf)
     send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
-    elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(xl.redo_lsn)}", crash=False)
-    # REC-1: no backup end pending and minRecoveryPoint <= replayed: consistent at once.
+    end_of_wal, last = _redo(cf, ck_rec, ckpt, history, crash=False)
+    # REC-1: no backup end pending and everything local replayed: consistent. (The replication
+    # issue streams more WAL here and checks minRecoveryPoint.)
     xl.consistent = 1
-    elog.event(events.CONSISTENT, "LOG", f"consistent recovery state reached at {format_lsn(xl.replay_lsn)}",
-               lsn=format_lsn(xl.replay_lsn))  # fmt: skip
+    elog.event(events.CONSISTENT, "LOG", f"consistent recovery state reached at {format_lsn(end_of_wal)}",
+               lsn=format_lsn(end_of_wal))  # fmt: skip
     if me.guc.get("hot_standby"):
         send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.BEGIN_HOT_STANDBY)
         elog.event(events.HOT_STANDBY, "DEBUG1", "hot standby opened")
@@ -217,41 +311,73 @@ def _archive_recovery(cf: Any, standby: bool) -> int:
         rc = latch.wait(5.0)
         if rc & WL_POSTMASTER_DEATH:
             return 1
-    return _end_archive_recovery(cf, standby)
+    return _end_archive_recovery(cf, standby, end_of_wal, last)
 
 
-def _end_archive_recovery(cf: Any, standby: bool) -> int:
-    from node import datadir
+def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int) -> int:
+    """Promotion (REC-5): a new timeline starting at the end of replayed WAL."""
+    import shutil
+
+    from node import datadir, wal
 
     dd = Path(me.datadir)
     xl = me.shm.xlog
     if standby:
         elog.event(events.PROMOTE, "LOG", "received promotion request")
         (dd / "promote").unlink(missing_ok=True)
-    elog.log("LOG", f"redo done at {format_lsn(xl.replay_lsn)} system usage: CPU: user: 0.00 s, "
+    elog.log("LOG", f"redo done at {format_lsn(last)} system usage: CPU: user: 0.00 s, "
              "system: 0.00 s, elapsed: 0.00 s")  # fmt: skip
     new_tli = _highest_timeline(dd, cf.timeline) + 1
     elog.log("LOG", f"selected new timeline ID: {new_tli}")
+    segsize = int(xl.segsize)
+    # XLogInitNewTimeline: the new timeline's first segment starts as a copy of the old one up to
+    # the switch point, so readers of the new timeline find the records before it there too.
+    old_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, cf.timeline, segsize)
+    new_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, new_tli, segsize)
+    if old_seg.exists() and not new_seg.exists():
+        tmp = new_seg.with_suffix(".tmp")
+        shutil.copyfile(old_seg, tmp)
+        with open(tmp, "r+b") as f:
+            off = end_of_wal % segsize
+            f.seek(off)
+            f.write(b"\0" * (segsize - off))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, new_seg)
     hist = dd / "pg_wal" / f"{new_tli:08X}.history"
     prev = dd / "pg_wal" / f"{cf.timeline:08X}.history"
     content = prev.read_text() if prev.exists() else ""
-    content += f"{cf.timeline}\t{format_lsn(xl.replay_lsn)}\tno recovery target specified\n"
+    content += f"{cf.timeline}\t{format_lsn(end_of_wal)}\tno recovery target specified\n"
     tmp = hist.with_suffix(".tmp")
     tmp.write_text(content)
     os.replace(tmp, hist)
     elog.log("LOG", "archive recovery complete")
     for name in ("standby.signal", "recovery.signal"):
         (dd / name).unlink(missing_ok=True)
+    xl.timeline = new_tli
+    _open_wal(end_of_wal, last)
+    # Fast promotion: an end-of-recovery record instead of a checkpoint we would wait for.
+    from node.storage import Heap
+    from node.xlog import XLog
+
+    heap = Heap(dd)
+    heap.begin_write()
+    try:
+        XLog(dd, xl, fsync=bool(me.guc.get("fsync"))).append(
+            wal.Rmgr.XLOG, wal.XlogInfo.END_OF_RECOVERY, 0,
+            wal.EndOfRecovery(time.time(), new_tli, cf.timeline).pack(), flush=True)
+    finally:
+        heap.rollback()
+        heap.close()
     cf.prev_timeline = cf.timeline
     cf.timeline = new_tli
     cf.state = DBState.IN_PRODUCTION
     datadir.write_control(dd, cf)
-    xl.timeline = new_tli
     xl.in_recovery = 0
     xl.standby_mode = 0
     from node.checkpointer import CHECKPOINT_FORCE
 
-    request_checkpoint(CHECKPOINT_FORCE, wait=False)  # fast promotion: do not wait
+    request_checkpoint(CHECKPOINT_FORCE, wait=False)
     elog.event(events.STARTUP_DONE, "DEBUG1", "startup process done")
     return 0
 

@@ -198,7 +198,11 @@ class Heap:
         logged as text, and capture resumes (a session cannot describe schema changes)."""
         self._cut()
         for sql in sqls:
-            self.run(lambda sql=sql: self.conn.execute(sql).fetchall())
+
+            def run_one(sql: str = sql) -> Any:
+                return self.conn.execute(sql).fetchall()
+
+            self.run(run_one)
             self.ops.append((OP_SQL, sql.encode()))
         self._new_session()
 
@@ -238,7 +242,8 @@ class Heap:
         self.in_write = False
 
     def applied_lsn(self) -> int:
-        return int(self.conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()[0])
+        row = self.conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         self.rollback()
@@ -249,7 +254,8 @@ def apply_commit(conn: Any, end_lsn: int, payload: bytes) -> bool:
     """Redo one COMMIT record. Returns False when it was already applied (idempotent redo)."""
     import apsw
 
-    applied = int(conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()[0])
+    row = conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()
+    applied = int(row[0]) if row else 0
     if end_lsn <= applied:
         return False
     _, ops = decode_xact(payload)

@@ -90,8 +90,13 @@ class InjEntry(ctypes.Structure):
 
 
 class XLogCtl(ctypes.Structure):
-    """Recovery and WAL position state. Writer: startup process (recovery fields) and, from the
-    storage issue on, the WAL writer side. Readers: everyone."""
+    """Recovery and WAL position state.
+
+    Writers: the startup process sets everything before the node opens (recovery fields,
+    positions after redo); afterwards insert_lsn/prev_lsn/flush_lsn/next_xid are advanced only
+    by a process holding SQLite's write lock, which is the WAL insertion lock (node/xlog.py).
+    Readers: everyone, without a lock (a torn read of a 64-bit position is not possible on the
+    platforms we run on, and readers only report positions)."""
 
     _fields_ = [
         ("system_identifier", c_uint64),
@@ -99,10 +104,14 @@ class XLogCtl(ctypes.Structure):
         ("in_recovery", c_uint8),
         ("consistent", c_uint8),
         ("standby_mode", c_uint8),
-        ("insert_lsn", c_uint64),
-        ("flush_lsn", c_uint64),
+        ("wal_ready", c_uint8),  # positions below are valid (set by the startup process)
+        ("insert_lsn", c_uint64),  # where the next record starts
+        ("prev_lsn", c_uint64),  # start of the last record written
+        ("flush_lsn", c_uint64),  # WAL durable up to here
         ("replay_lsn", c_uint64),
         ("redo_lsn", c_uint64),
+        ("next_xid", c_uint64),
+        ("segsize", c_uint64),
     ]
 
 

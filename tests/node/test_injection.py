@@ -157,10 +157,11 @@ def test_postmaster_fork_of_checkpointer_fails(node: LocalNode) -> None:
                       "postmaster-fork-checkpointer")
     time.sleep(0.5)
     # As in PostgreSQL the pid file keeps saying `ready` through a crash reinit; the clients
-    # are what see the difference: crash recovery has not finished.
+    # are what see the difference: FatalError stays set until crash recovery ends (no redo was
+    # needed, so no T2), hence canAcceptConnections' CAC_RECOVERY.
     err = rawclient.startup(node.host, node.port).error()
     assert err is not None
-    assert (err["C"], err["M"]) == ("57P03", "the database system is not yet accepting connections")
+    assert (err["C"], err["M"]) == ("57P03", "the database system is in recovery mode")
     assert not node.child_pids("checkpointer")
     node.append_conf(injection_points="''")
     node.reload()
