@@ -346,6 +346,19 @@ class Session:
         self.ignore_till_sync = False
         self.portal_oids: dict[str, list[int]] = {}
         self.param_oids: list[int] = []  # declared parameter types of the running statement
+        self.portal_results: dict[str, Any] = {}  # SQL-layer portals run at Describe
+        self.sql: Any = None  # node.sqlexec.SqlSession, opened at the first statement needing the heap
+
+    def sql_session(self) -> Any:
+        if self.sql is None:
+            from node.sqlexec import SqlSession
+
+            self.sql = SqlSession(self)
+        return self.sql
+
+    @staticmethod
+    def sql_in_recovery() -> bool:
+        return bool(me.shm.xlog.in_recovery)
 
     # -- startup ---------------------------------------------------------------------------------
 
@@ -569,9 +582,9 @@ class Session:
             else:
                 if name not in self.portals:
                     raise PGError(f'portal "{name}" does not exist', "34000")
-                query, params, _ = self.portals[name]
+                query, params, fmts = self.portals[name]
                 self.param_oids = self.portal_oids.get(name, [])
-                self._describe(query, params)
+                self._describe(query, params, portal=name, formats=fmts)
             return False
         if t == "E":
             portal, _max_rows = P.parse_execute(body)
@@ -580,7 +593,7 @@ class Session:
             query, params, fmts = self.portals[portal]
             self.param_oids = self.portal_oids.get(portal, [])
             try:
-                self.execute(query, params, send_description=False, result_formats=fmts)
+                self.execute(query, params, send_description=False, result_formats=fmts, portal=portal)
             finally:
                 self.param_oids = []
             return False
@@ -592,6 +605,7 @@ class Session:
         if t == "S":
             self.ignore_till_sync = False
             self.portals.pop("", None)
+            self.portal_results.clear()
             return True
         if t == "H":
             c.flush()
@@ -600,10 +614,14 @@ class Session:
             return False  # COPY data outside COPY: ignored, as PostgreSQL does
         raise elog.fatal(f"invalid frontend message type {ord(t)}", "08P01")
 
-    def _describe(self, query: str, params: list[Any]) -> None:
+    def _describe(self, query: str, params: list[Any], *, portal: str | None = None,
+                  formats: list[int] | None = None) -> None:  # fmt: skip
         from node.statements import describe
 
-        cols = describe(self, query, params)
+        cols = describe(self, query, params, portal)
+        if formats:
+            cols = [P.Column(c.name, c.type_oid, c.typlen, c.typmod, formats[0] if len(formats) == 1 else formats[i])
+                    for i, c in enumerate(cols)]  # fmt: skip
         self.conn.send(P.row_description(cols) if cols else P.no_data())
 
     def simple_query(self, sql: str) -> None:
@@ -622,7 +640,8 @@ class Session:
                 self._report_error(e, stmt)
                 return
 
-    def execute(self, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int]) -> None:
+    def execute(self, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int],
+                portal: str | None = None) -> None:  # fmt: skip
         from node.statements import run_statement
 
         self.stmt_start = time.time()
@@ -632,7 +651,8 @@ class Session:
         self.title(sql.split(None, 1)[0].upper() if sql.strip() else "idle")
         try:
             self.check_for_interrupts()
-            run_statement(self, sql, params, send_description=send_description, result_formats=result_formats)
+            run_statement(self, sql, params, send_description=send_description, result_formats=result_formats,
+                          portal=portal)  # fmt: skip
         finally:
             self.stmt_deadline = None
             if self.tx == "I":

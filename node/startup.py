@@ -206,8 +206,6 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
 
     Crash recovery signals RECOVERY_STARTED when the first record is replayed (T2, [M]); archive
     recovery has signalled it already, before reading anything (consistency may come first)."""
-    import apsw
-
     from node import storage, wal
 
     xl = me.shm.xlog
@@ -215,7 +213,7 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
     reader = wal.WalReader(dd / wal.XLOGDIR, cf.wal_segment_size, cf.timeline, history=history)
     # A shutdown checkpoint is its own redo point: replay starts with the record after it.
     start = ck_rec.end_lsn if ckpt.redo >= ck_rec.lsn else ckpt.redo
-    conn = apsw.Connection(str(storage.heap_path(dd)))
+    conn = storage.connect(dd)
     conn.set_busy_timeout(5000)
     t0, c0 = time.monotonic(), os.times()
     last = ck_rec.lsn

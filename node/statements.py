@@ -117,32 +117,92 @@ def _first_word(sql: str) -> str:
     return m.group(1).lower() if m else ""
 
 
-def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int]) -> None:
+def _second_word(sql: str) -> str:
+    m = re.match(r"\s*[A-Za-z_]+\s+([A-Za-z_]+)", sql)
+    return m.group(1).lower() if m else ""
+
+
+_SAVEPOINT_NAME = re.compile(r"""^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*$""", re.I)  # noqa: E501
+
+
+def _savepoint(s: Any, kind: str, sql: str) -> None:
+    m = _SAVEPOINT_NAME.match(sql)
+    if not m:
+        raise PGError(f'syntax error at or near "{sql.split()[-1]}"', "42601")
+    raw = m.group(1)
+    name = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
+    what = {"savepoint": "SAVEPOINT", "release": "RELEASE SAVEPOINT", "rollback_to": "ROLLBACK TO SAVEPOINT"}[kind]
+    if s.tx == "I":
+        raise PGError(f"{what} can only be used in transaction blocks", "25P01")
+    s.sql_session().savepoint(kind, name)
+    if kind == "rollback_to":
+        s.tx = "T"  # ROLLBACK TO leaves a failed block usable again
+    s.conn.send(P.command_complete({"savepoint": "SAVEPOINT", "release": "RELEASE", "rollback_to": "ROLLBACK"}[kind]))
+
+
+def _begin(s: Any, word: str, sql: str) -> None:
+    rest = sql.lower()
+    if s.tx != "I":
+        s.notice("WARNING", "there is already a transaction in progress", "25001")
+    else:
+        s.tx = "T"
+        s.xact_start = time.time()
+        s.guc.begin_transaction()
+        if "read only" in rest:
+            s.guc.set("transaction_read_only", "on", local=True)
+        elif "read write" in rest:
+            if s.sql_in_recovery():
+                raise PGError("cannot set transaction read-write mode during recovery", "25006")
+            s.guc.set("transaction_read_only", "off", local=True)
+        elif s.guc.get("default_transaction_read_only"):
+            s.guc.set("transaction_read_only", "on", local=True)
+    s.conn.send(P.command_complete("BEGIN" if word == "begin" else "START TRANSACTION"))
+
+
+def _end(s: Any, word: str) -> None:
     c = s.conn
-    sql = _strip_comments(sql)
-    word = _first_word(sql)
-    if s.tx == "E" and word not in TX_ALLOWED_IN_FAILED:
-        raise PGError("current transaction is aborted, commands ignored until end of transaction block", "25P02")
-    if word in ("begin", "start"):
-        if s.tx != "I":
-            s.notice("WARNING", "there is already a transaction in progress", "25001")
-        else:
-            s.tx = "T"
-            s.xact_start = time.time()
-            s.guc.begin_transaction()
-        c.send(P.command_complete("BEGIN" if word == "begin" else "START TRANSACTION"))
+    commit = word in ("commit", "end")
+    if s.tx == "I":
+        s.notice("WARNING", "there is no transaction in progress", "25P01")
+        c.send(P.command_complete("COMMIT" if commit else "ROLLBACK"))
         return
-    if word in ("commit", "end", "rollback", "abort"):
-        commit = word in ("commit", "end")
-        if s.tx == "I":
-            s.notice("WARNING", "there is no transaction in progress", "25P01")
-            c.send(P.command_complete("COMMIT" if commit else "ROLLBACK"))
-            return
-        failed = s.tx == "E"
+    failed = s.tx == "E"
+    sqls = s.sql if s.sql is not None else None
+    try:
+        if sqls is not None:
+            if commit and not failed:
+                sqls.commit()
+            else:
+                sqls.rollback()
+    finally:
         s.guc.end_transaction(commit and not failed)
         s.tx = "I"
         s.xact_start = 0.0
-        c.send(P.command_complete("COMMIT" if commit and not failed else "ROLLBACK"))
+    c.send(P.command_complete("COMMIT" if commit and not failed else "ROLLBACK"))
+
+
+def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int],
+                  portal: str | None = None) -> None:  # fmt: skip
+    c = s.conn
+    sql = _strip_comments(sql)
+    word = _first_word(sql)
+    rollback_to = word == "rollback" and "to" in (_second_word(sql), _third_word(sql))
+    if s.tx == "E" and word not in TX_ALLOWED_IN_FAILED:
+        raise PGError("current transaction is aborted, commands ignored until end of transaction block", "25P02")
+    if word in ("begin", "start"):
+        _begin(s, word, sql)
+        return
+    if rollback_to:
+        _savepoint(s, "rollback_to", sql)
+        return
+    if word in ("savepoint", "release"):
+        if s.tx == "E":
+            raise PGError("current transaction is aborted, commands ignored until end of transaction block",
+                          "25P02")  # fmt: skip
+        _savepoint(s, word, sql)
+        return
+    if word in ("commit", "end", "rollback", "abort"):
+        _end(s, word)
         return
     if word == "show":
         _show(s, sql, send_description)
@@ -171,7 +231,7 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         s.prepared.clear()
         c.send(P.command_complete("DISCARD ALL"))
         return
-    if word == "select":
+    if word == "select" and handled_by_sysquery(sql):
         from node import sysfuncs  # noqa: F401 - registers the functions and views
         from node.sysquery import run_select
 
@@ -191,8 +251,87 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         m = re.match(r"\s*(\S+)", sql)
         tok = m.group(1) if m else sql.strip()[:1]
         raise PGError(f'syntax error at or near "{tok}"', "42601", position=sql.find(tok) + 1)
-    raise PGError(f"{word.upper()} is not supported by pgbed yet (no SQL storage until the storage issue)",
-                  "0A000")  # fmt: skip
+    result = s.portal_results.pop(portal, None) if portal is not None else None
+    if result is None:
+        result = run_sql(s, sql, params)
+    out_cols = _columns(result, result_formats)
+    if send_description and out_cols is not None:
+        c.send(P.row_description(out_cols))
+    for row in result.rows:
+        c.send(P.data_row(_encode_row(row, out_cols)))
+    c.send(P.command_complete(result.tag))
+
+
+def run_sql(s: Any, sql: str, params: list[Any]) -> Any:
+    """A statement for the SQL layer: plan (cached), then run in the session's transaction."""
+    sqls = s.sql_session()
+    plan = sqls.plan(sql)
+    if plan.kind in ("set", "show", "begin", "commit", "rollback", "savepoint", "release", "rollback_to"):
+        raise PGError(f"{plan.kind.upper()} in this form is not supported by pgbed", "0A000")
+    for sqlstate, message in plan.notices:
+        s.notice("NOTICE", message, sqlstate)
+    return sqls.run(plan, params)
+
+
+def _columns(result: Any, result_formats: list[int]) -> list[P.Column] | None:
+    if result.columns is None:
+        return None
+    oids = result.oids
+    fmts = result_formats
+    return [P.Column.for_type(col.name, oid, fmts[0] if len(fmts) == 1 else (fmts[i] if fmts else 0))
+            for i, (col, oid) in enumerate(zip(result.columns, oids, strict=True))]  # fmt: skip
+
+
+def _encode_row(row: Any, cols: list[P.Column] | None) -> list[bytes | None]:
+    from node.sql.values import to_text
+
+    out: list[bytes | None] = []
+    for v, col in zip(row, cols or [], strict=False):
+        if v is None:
+            out.append(None)
+        elif col.format == 1:
+            out.append(_encode_binary(v, col.type_oid))
+        else:
+            t = to_text(v, col.type_oid)
+            out.append(None if t is None else t.encode())
+    return out
+
+
+def _encode_binary(v: Any, oid: int) -> bytes:
+    if oid == P.BOOL:
+        return P.encode_binary(bool(v), oid)
+    if oid in (P.NUMERIC,):
+        from decimal import Decimal
+
+        return P.encode_binary(Decimal(str(v)), oid)
+    return P.encode_binary(v, oid)
+
+
+_ROUTE: dict[str, bool] = {}
+
+
+def handled_by_sysquery(sql: str) -> bool:
+    """SELECTs over system functions and views only (no user table) stay on the system-query
+    evaluator, which knows their types; everything else is the SQL layer's."""
+    hit = _ROUTE.get(sql)
+    if hit is None:
+        from node import sysfuncs  # noqa: F401
+        from node.sysquery import parse_select
+
+        try:
+            parse_select(sql)
+            hit = True
+        except PGError:
+            hit = False
+        if len(_ROUTE) > 4096:
+            _ROUTE.clear()
+        _ROUTE[sql] = hit
+    return hit
+
+
+def _third_word(sql: str) -> str:
+    m = re.match(r"\s*[A-Za-z_]+\s+[A-Za-z_]+\s+([A-Za-z_]+)", sql)
+    return m.group(1).lower() if m else ""
 
 
 def _encode(v: Any, col: P.Column) -> bytes | None:
@@ -205,7 +344,10 @@ def _encode(v: Any, col: P.Column) -> bytes | None:
     return P.encode_text(v, col.type_oid)
 
 
-def describe(s: Any, sql: str, params: list[Any]) -> list[P.Column]:
+def describe(s: Any, sql: str, params: list[Any], portal: str | None = None) -> list[P.Column]:
+    """Columns of a statement (portal None) or of a bound portal. A portal of the SQL layer is
+    run here and its result kept for the Execute that follows in the same flight."""
+    sql = _strip_comments(sql)
     word = _first_word(sql)
     if word == "show":
         w = _words(sql)
@@ -213,8 +355,21 @@ def describe(s: Any, sql: str, params: list[Any]) -> list[P.Column]:
         if name.lower() == "all":
             return [P.Column.for_type(n, P.TEXT) for n in ("name", "setting", "description")]
         return [P.Column.for_type(name.lower(), P.TEXT)]
-    if word != "select":
+    if word in ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "set", "reset",
+                "checkpoint", "discard"):  # fmt: skip
         return []
+    if not (word == "select" and handled_by_sysquery(sql)):
+        if portal is None:  # a statement: only the plan's shape is known
+            plan = s.sql_session().plan(sql)
+            if plan.columns is None:
+                return []
+            return [P.Column.for_type(col.name, col.oid or P.TEXT) for col in plan.columns]
+        if s.tx == "E":
+            raise PGError("current transaction is aborted, commands ignored until end of transaction block",
+                          "25P02")  # fmt: skip
+        result = run_sql(s, sql, params)
+        s.portal_results[portal] = result
+        return _columns(result, []) or []
     from node import sysfuncs  # noqa: F401
     from node.sysquery import VIEWS, Expr, _result_type, parse_select
 

@@ -59,13 +59,26 @@ def _configure(conn: Any) -> None:
     conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
-def bootstrap_heap(datadir: str | Path) -> None:
+def connect(datadir: str | Path) -> Any:
+    """An APSW connection to the heap with pgbed's pragmas, SQL functions and collations (the
+    numeric collation is needed by any statement touching a numeric index, redo included)."""
     import apsw
+
+    from node.sql.functions import DefaultHooks, register_functions
+
+    conn = apsw.Connection(str(heap_path(datadir)))
+    _configure(conn)
+    register_functions(conn, DefaultHooks())
+    return conn
+
+
+def bootstrap_heap(datadir: str | Path) -> None:
+    from node.sql.catalog import Catalog
 
     path = heap_path(datadir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = apsw.Connection(str(path))
-    _configure(conn)
+    conn = connect(datadir)
+    Catalog(conn).bootstrap()
     conn.execute(f"CREATE TABLE IF NOT EXISTS {CONTROL_TABLE} (applied_lsn INTEGER NOT NULL)")
     if not list(conn.execute(f"SELECT 1 FROM {CONTROL_TABLE}")):
         conn.execute(f"INSERT INTO {CONTROL_TABLE} VALUES (0)")
@@ -120,8 +133,7 @@ class Heap:
 
         self.apsw = apsw
         self.datadir = Path(datadir)
-        self.conn = apsw.Connection(str(heap_path(datadir)))
-        _configure(self.conn)
+        self.conn = connect(datadir)
         self.conn.set_busy_timeout(0)
         self._interrupts = interrupts
         self._sleep = sleep or time.sleep

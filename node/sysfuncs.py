@@ -325,3 +325,28 @@ def _not_in_recovery(fn: str) -> None:
     if me.shm.xlog.in_recovery:
         raise PGError("recovery is in progress", "55000",
                       hint="WAL control functions cannot be executed during recovery.")  # fmt: skip
+
+
+@register("pg_walfile_name", P.TEXT, ("lsn",))
+def pg_walfile_name(s: Any, lsn: Any) -> str | None:
+    from node import wal
+
+    if lsn is None:
+        return None
+    if me.shm.xlog.in_recovery:
+        raise PGError("recovery is in progress", "55000",
+                      hint="pg_walfile_name() cannot be executed during recovery.")  # fmt: skip
+    return wal.walfile_name(_lsn(lsn), int(me.shm.xlog.timeline), int(me.shm.xlog.segsize))
+
+
+@register("txid_current", P.INT8)
+def txid_current(s: Any) -> int:
+    """Assigns an xid now if the transaction has none (PostgreSQL does the same)."""
+    sqls = s.sql_session()
+    sqls._check_writable_for_xid()
+    sqls.ensure_write_txn()
+    if s.tx == "I":
+        xid = sqls.xid
+        sqls.commit()
+        return xid
+    return int(sqls.xid)

@@ -406,6 +406,8 @@ def to_text(value: object, oid: int) -> str | None:
     if isinstance(value, int):
         if oid in (P.FLOAT8, P.FLOAT4):
             return P.format_float(float(value), oid == P.FLOAT4)
+        if oid == P.PG_LSN:
+            return P.format_lsn(value)
         return str(value)
     return P.encode_text(value, oid).decode("utf-8")
 

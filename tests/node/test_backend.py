@@ -125,7 +125,9 @@ def test_transaction_states_and_errors(node: LocalNode) -> None:
         assert notes == [("25P01", "there is no transaction in progress"),
                          ("25001", "there is already a transaction in progress")]
         with pytest.raises(psycopg.errors.FeatureNotSupported):
-            c.execute("CREATE TABLE t (a int)")
+            c.execute("CREATE TABLE t (a int[])")  # arrays: 0A000 naming the construct
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("CREATE DATABASE other")  # one database, postgres (DESIGN)
         with pytest.raises(psycopg.errors.SyntaxError):
             c.execute("SELEC 1")
         with pytest.raises(psycopg.errors.UndefinedFunction):
