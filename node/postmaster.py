@@ -818,6 +818,14 @@ def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:
     g.set_internal("server_version", SERVER_VERSION)
     config.apply_logging(g, data_dir)
     try:
+        datadir.read_control(data_dir)  # LocalProcessControlFile: a bad pg_control is FATAL here
+    except (OSError, ValueError) as e:
+        msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if isinstance(e, OSError):
+            msg = f'could not open file "{datadir.control_path(data_dir)}": {msg}'
+        elog.log("FATAL", msg)
+        sys.exit(1)
+    try:
         datadir.check_pidfile(data_dir)
         interlock = datadir.take_interlock(data_dir)
     except datadir.LockFileError as e:

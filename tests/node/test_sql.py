@@ -1,0 +1,151 @@
+"""SQL over the heap, end to end: statements, transactions, errors, read-only, interrupts.
+
+Rules and issue-3 points: heap + translation (point 1), WAL-first commit (2), read-only
+enforcement 25006 (7), the protocol's extended query with binary parameters and results (5),
+interrupts inside SQLite (DESIGN "interrupts").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from orchestrator.localnode import LocalNode
+
+
+def test_ddl_dml_returning_and_types(node: LocalNode) -> None:
+    with node.connect() as c:
+        c.execute("CREATE TABLE acct (id serial PRIMARY KEY, owner text NOT NULL, balance numeric(12,2) DEFAULT 0,"
+                  " active boolean DEFAULT true, opened timestamptz DEFAULT now())")
+        rows = c.execute("INSERT INTO acct (owner, balance) VALUES (%s, %s), (%s, %s) RETURNING id, owner, balance",
+                         ["ann", Decimal("10.50"), "bob", Decimal("3")]).fetchall()
+        assert rows == [(1, "ann", Decimal("10.50")), (2, "bob", Decimal("3.00"))]
+        cur = c.execute("SELECT id, active, opened FROM acct ORDER BY id")
+        assert [d.type_code for d in cur.description] == [23, 16, 1184]
+        (one, active, opened) = cur.fetchone()
+        assert one == 1 and active is True and opened.tzinfo is not None
+        assert c.execute("UPDATE acct SET balance = balance + 1 WHERE owner = %s RETURNING balance",
+                         ["bob"]).fetchone() == (Decimal("4.00"),)
+        assert c.execute("DELETE FROM acct WHERE id = 1 RETURNING owner").fetchone() == ("ann",)
+        assert c.execute("SELECT count(*), sum(balance) FROM acct").fetchone() == (1, Decimal("4.00"))
+
+
+def test_unique_violation_has_postgres_detail(node: LocalNode) -> None:
+    with node.connect() as c:
+        c.execute("CREATE TABLE u (id int PRIMARY KEY, v text)")
+        c.execute("INSERT INTO u VALUES (1, 'a')")
+        with pytest.raises(psycopg.errors.UniqueViolation) as ei:
+            c.execute("INSERT INTO u VALUES (1, 'b')")
+        assert ei.value.diag.message_primary == 'duplicate key value violates unique constraint "u_pkey"'
+        assert ei.value.diag.message_detail == "Key (id)=(1) already exists."
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM nope")
+
+
+def test_transaction_block_commit_rollback_and_savepoints(node: LocalNode) -> None:
+    with node.connect() as c:
+        c.execute("CREATE TABLE t (a int)")
+        c.execute("BEGIN")
+        c.execute("INSERT INTO t VALUES (1)")
+        c.execute("SAVEPOINT s1")
+        c.execute("INSERT INTO t VALUES (2)")
+        c.execute("ROLLBACK TO SAVEPOINT s1")
+        c.execute("INSERT INTO t VALUES (3)")
+        c.execute("RELEASE SAVEPOINT s1")
+        c.execute("COMMIT")
+        c.execute("BEGIN")
+        c.execute("INSERT INTO t VALUES (4)")
+        c.execute("ROLLBACK")
+        assert c.execute("SELECT a FROM t ORDER BY a").fetchall() == [(1,), (3,)]
+        c.execute("BEGIN")
+        c.execute("INSERT INTO t VALUES (5)")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 FROM t")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("INSERT INTO t VALUES (6)")
+        c.execute("COMMIT")  # reports ROLLBACK: the failed block is discarded
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (2,)
+        with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
+            c.execute("SAVEPOINT x")
+
+
+def test_read_only_transactions_25006(node: LocalNode) -> None:
+    with node.connect() as c:
+        c.execute("CREATE TABLE r (a int)")
+        c.execute("BEGIN READ ONLY")
+        assert c.execute("SELECT count(*) FROM r").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction,
+                           match="cannot execute INSERT in a read-only transaction"):
+            c.execute("INSERT INTO r VALUES (1)")
+        c.execute("ROLLBACK")
+        c.execute("SET default_transaction_read_only = on")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            c.execute("UPDATE r SET a = 2")
+        c.execute("SET default_transaction_read_only = off")
+        c.execute("INSERT INTO r VALUES (1)")
+
+
+def test_extended_protocol_binary_params_and_results(node: LocalNode) -> None:
+    """psycopg's binary parameters (int2/int8/bool/float8/bytea) and a binary cursor."""
+    with node.connect() as c:
+        c.execute("CREATE TABLE b (i int8, f float8, ok boolean, data bytea, s text)")
+        c.execute("INSERT INTO b VALUES (%s, %s, %s, %s, %s)", [2**40, 1.5, True, b"\x00\x01", "x"])
+        for i in range(7):  # prepared from the 6th execution on
+            c.execute("INSERT INTO b (i, s) VALUES (%s, %s)", [i, f"r{i}"])
+        assert c.execute("SELECT i, f, ok, data FROM b WHERE s = %s", ["x"]).fetchone() == (2**40, 1.5, True,
+                                                                                               b"\x00\x01")
+        with c.cursor(binary=True) as cur:
+            cur.execute("SELECT i, s FROM b WHERE i = %s", [3])
+            assert cur.fetchone() == (3, "r3")
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO b (i) VALUES (%s)", [(100 + k,) for k in range(5)])
+        assert c.execute("SELECT count(*) FROM b WHERE i >= 100 AND i < 200").fetchone() == (5,)
+
+
+def test_cancel_inside_sqlite(node: LocalNode) -> None:
+    """DESIGN "interrupts": a cancel reaches a statement running inside SQLite."""
+    with node.connect() as c:
+        t = threading.Thread(target=lambda: (time.sleep(0.5), c.cancel_safe()))
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n")
+        assert time.monotonic() - t0 < 10
+        t.join()
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_writer_waits_for_the_lock_and_lock_timeout(node: LocalNode) -> None:
+    """One writer at a time: a second writer waits, and gives up after lock_timeout (55P03)."""
+    with node.connect() as a, node.connect() as b:
+        a.execute("CREATE TABLE w (x int)")
+        a.execute("BEGIN")
+        a.execute("INSERT INTO w VALUES (1)")
+        b.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="canceling statement due to lock timeout"):
+            b.execute("INSERT INTO w VALUES (2)")
+        a.execute("COMMIT")
+        b.execute("INSERT INTO w VALUES (2)")
+        assert b.execute("SELECT count(*) FROM w").fetchone() == (2,)
+
+
+def test_schemas_and_search_path(node: LocalNode) -> None:
+    with node.connect() as c:
+        c.execute("CREATE SCHEMA app")
+        c.execute("CREATE TABLE app.items (id int PRIMARY KEY, name text)")
+        c.execute("INSERT INTO app.items VALUES (1, 'x')")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM items")
+        c.execute("SET search_path = app, public")
+        assert c.execute("SELECT items.name FROM items").fetchone() == ("x",)
+
+
+def test_psql_session(node: LocalNode) -> None:
+    r = node.psql("-c", "CREATE TABLE p (a int, b text)", "-c", "INSERT INTO p VALUES (1, 'one'), (2, 'two')",
+                  "-c", "SELECT b FROM p ORDER BY a DESC")
+    assert r.returncode == 0, r.stderr
+    assert "INSERT 0 2" in r.stdout and "two\n one" in r.stdout.replace(" two", "two")
