@@ -230,6 +230,10 @@ class Heap:
             return None
         payload = encode_xact(ops, time.time())
         end = wal.append_commit(xid, payload, flush=flush)
+        from node import injection
+
+        # The window DESIGN calls out: the WAL says committed, SQLite does not yet.
+        injection.inject("backend-commit-after-wal")
         try:
             self.conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?", (end,))
             self.conn.execute("COMMIT")

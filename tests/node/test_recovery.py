@@ -14,6 +14,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 from orchestrator.localnode import LocalNode
 
@@ -153,3 +154,53 @@ def test_missing_checkpoint_segment_is_fatal(node: LocalNode) -> None:
     assert node.exit_code == 1
     assert node.log_contains(r'could not open file "pg_wal/[0-9A-F]{24}": No such file or directory')
     assert node.log_contains("aborting startup due to startup process failure")
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
+
+
+@pytest.mark.parametrize(("point", "survives"), [
+    ("backend-before-commit", False),  # nothing in the WAL yet
+    ("backend-commit-after-wal", True),  # WAL flushed, SQLite not committed: redo applies it
+    ("backend-after-commit", True),  # committed, not yet acknowledged
+])  # fmt: skip
+def test_kill_whole_node_inside_the_commit_window(node: LocalNode, point: str, survives: bool) -> None:
+    """Issue 3 point 4: a backend frozen (SIGSTOP by injection point) at each step of the commit
+    protocol, then every process of the node SIGKILLed at once. None of these commits was
+    acknowledged; after recovery the outcome is the one the WAL dictates."""
+    with node.connect() as c:
+        c.execute("CREATE TABLE win (id int PRIMARY KEY)")
+        c.execute("INSERT INTO win VALUES (1)")
+        c.execute("SELECT pgbed_injection_attach(%s, 'stop')", [point])
+    before = set(node.children())
+    done: list[object] = []
+
+    def insert() -> None:
+        try:
+            with node.connect() as c2:
+                c2.execute("INSERT INTO win VALUES (2)")
+                done.append("acknowledged")
+        except psycopg.Error as e:
+            done.append(e)
+
+    t = threading.Thread(target=insert, daemon=True)
+    t.start()
+    frozen = node.poll_until(lambda: [p for p in set(node.children()) - before if _state(p) == "T"],
+                             what=f"a backend frozen at {point}")
+    pids = [node.pid, *node.children()]
+    for p in pids:
+        os.kill(p, signal.SIGKILL)
+    node.wait_exit()
+    for p in frozen:
+        os.kill(p, signal.SIGCONT)
+    node.poll_until(lambda: not node.orphans(), what="old children gone")
+    t.join(10)
+    assert done and done[0] != "acknowledged"
+    node.start()
+    rows = node.sql("SELECT id FROM win ORDER BY id")
+    assert rows == ([(1,), (2,)] if survives else [(1,)])
