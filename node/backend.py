@@ -462,7 +462,15 @@ class Session:
                 continue
             try:
                 injection.inject("backend-loop")
-                send_ready = self.dispatch(t, body)
+                try:
+                    send_ready = self.dispatch(t, body)
+                except P.ProtocolViolation as pv:
+                    # A broken frame ends the connection (08P01, FATAL); a well-formed message
+                    # with bad contents (invalid UTF-8: 22021, a bad binary parameter: 22P03) is an
+                    # ordinary ERROR, as in PostgreSQL.
+                    if pv.sqlstate == "08P01":
+                        raise
+                    raise PGError(pv.message, pv.sqlstate, hint=pv.hint) from None
             except PGError as e:
                 if e.severity in ("FATAL", "PANIC"):
                     raise
