@@ -35,7 +35,16 @@ from node import elog, events, injection
 from node import protocol as P
 from node.elog import PGError
 from node.ipc.latch import WL_POSTMASTER_DEATH, WL_SOCKET_READABLE
-from node.proc import attach, count_signal, install_handler, me, report_activity, report_signals
+from node.proc import (
+    attach,
+    count_signal,
+    install_handler,
+    me,
+    report_activity,
+    report_signals,
+    report_wait,
+    report_wait_end,
+)
 from node.states import ActivityState, BackendKind, QuitReason
 
 # canAcceptConnections results (PM: CAC_state)
@@ -86,7 +95,9 @@ class Conn:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if deadline is not None and timeout == 0:
                 raise TimeoutError
+            report_wait("Client", "ClientRead")
             rc = latch.wait(timeout, socket_readable=True)
+            report_wait_end()
             if rc & WL_POSTMASTER_DEATH:
                 raise elog.fatal("terminating connection due to unexpected postmaster exit", "57P01")
             if rc & WL_SOCKET_READABLE:
@@ -517,11 +528,18 @@ class Session:
         if self.stmt_deadline is not None and time.monotonic() >= self.stmt_deadline:
             raise PGError("canceling statement due to statement timeout", "57014")
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, wait_event: tuple[str, str] = ("Timeout", "PgSleep")) -> None:
         """pg_sleep: a latch wait, interruptible by cancel, terminate and postmaster death."""
+        end = time.monotonic() + seconds
+        report_wait(*wait_event)
+        try:
+            self._sleep_until(end)
+        finally:
+            report_wait_end()
+
+    def _sleep_until(self, end: float) -> None:
         latch = me.latch
         assert latch is not None
-        end = time.monotonic() + seconds
         while True:
             latch.reset()
             self.check_for_interrupts()

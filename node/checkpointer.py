@@ -27,7 +27,7 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, install_handler, me, report_signals
+from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
 from node.states import DBState, PMSignalReason
 
 CHECKPOINT_IMMEDIATE = 0x4
@@ -234,6 +234,8 @@ def main() -> int:
             wait = max(0.0, timeout - (time.monotonic() - last_timed))
         else:
             wait = None
+        report_wait("Activity", "CheckpointerMain")
         rc = latch.wait(wait)
+        report_wait_end()
         if rc & WL_POSTMASTER_DEATH:
             return 1  # CRASH-10

@@ -196,6 +196,21 @@ def report_activity(state: ActivityState, query: str | None = None, *, xact_star
     e.changecount += 1
 
 
+def report_wait(event_type: str, event: str) -> None:
+    """pgstat_report_wait_start: what this process waits for (pg_stat_activity.wait_event*)."""
+    e = me.entry
+    if e is None:
+        return
+    e.changecount += 1
+    e.wait_event_type = event_type.encode()[:31]
+    e.wait_event = event.encode()[:31]
+    e.changecount += 1
+
+
+def report_wait_end() -> None:
+    report_wait("", "")
+
+
 def read_entry(e: Any) -> dict[str, Any] | None:
     """Copy a ProcEntry consistently (seqlock reader: retry while odd or changed)."""
     for _ in range(100):

@@ -80,7 +80,8 @@ class SqlSession:
         pass
 
     def _short_sleep(self, seconds: float) -> None:
-        self.s.sleep(seconds)
+        """The write-lock wait of node/storage.py: PostgreSQL would be waiting on a heavyweight lock."""
+        self.s.sleep(seconds, ("Lock", "transactionid"))
 
     # -- planning ----------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, install_handler, me, report_signals
+from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
 from node.states import DBState, PMSignalReason
 
 
@@ -306,7 +306,9 @@ def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: l
             if (dd / "promote").exists() or not standby:
                 break
             me.pending.promote = False
+        report_wait("Activity", "RecoveryWalStream")
         rc = latch.wait(5.0)
+        report_wait_end()
         if rc & WL_POSTMASTER_DEATH:
             return 1
     return _end_archive_recovery(cf, standby, end_of_wal, last)

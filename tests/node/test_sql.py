@@ -149,3 +149,41 @@ def test_psql_session(node: LocalNode) -> None:
                   "-c", "SELECT b FROM p ORDER BY a DESC")
     assert r.returncode == 0, r.stderr
     assert "INSERT 0 2" in r.stdout and "two\n one" in r.stdout.replace(" two", "two")
+
+
+def test_select_for_update_takes_the_write_lock(node: LocalNode) -> None:
+    """Issue 3 point 1: FOR UPDATE is a write-locking read, not silently dropped."""
+    with node.connect() as a, node.connect() as b:
+        a.execute("CREATE TABLE f (id int PRIMARY KEY, v int)")
+        a.execute("INSERT INTO f VALUES (1, 0)")
+        a.execute("BEGIN")
+        assert a.execute("SELECT v FROM f WHERE id = 1 FOR UPDATE").fetchone() == (0,)
+        b.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            b.execute("UPDATE f SET v = 1 WHERE id = 1")
+        a.execute("COMMIT")
+
+
+def test_wait_events_in_pg_stat_activity(node: LocalNode) -> None:
+    """Issue 3 point 6: wait_event_type/wait_event as PostgreSQL names them."""
+    with node.connect() as idle, node.connect() as sleeper, node.connect() as holder, node.connect() as waiter, \
+            node.connect() as watch:  # fmt: skip
+        holder.execute("CREATE TABLE lk (a int)")
+        holder.execute("BEGIN")
+        holder.execute("INSERT INTO lk VALUES (1)")
+        ts = [threading.Thread(target=lambda: sleeper.execute("SELECT pg_sleep(2)"), daemon=True),
+              threading.Thread(target=lambda: waiter.execute("INSERT INTO lk VALUES (2)"), daemon=True)]
+        for t in ts:
+            t.start()
+
+        def events() -> dict[int, tuple[str | None, str | None]]:
+            rows = watch.execute("SELECT pid, wait_event_type, wait_event FROM pg_stat_activity").fetchall()
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+        want = {idle.info.backend_pid: ("Client", "ClientRead"), sleeper.info.backend_pid: ("Timeout", "PgSleep"),
+                waiter.info.backend_pid: ("Lock", "transactionid")}
+        node.poll_until(lambda: all(events().get(p) == w for p, w in want.items()), what="wait events")
+        assert ("Activity", "CheckpointerMain") in events().values()
+        holder.execute("COMMIT")
+        for t in ts:
+            t.join(10)
