@@ -59,6 +59,7 @@ from node.states import (
 )
 
 SIGKILL_CHILDREN_AFTER_SECS = 5.0
+IDLE_PRELOAD_AFTER_S = 0.05
 LOCKFILE_CHECK_SECS = 60.0
 
 
@@ -127,6 +128,7 @@ class Postmaster:
         self.exit: Any = os._exit
         self.wake_r = self.wake_w = self.death_w = -1
         self.injection_setting = ""
+        self.sql_preloaded = False
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -692,7 +694,12 @@ class Postmaster:
 
     def server_loop(self) -> None:
         while True:
-            events_ = self.sel.select(self._timeout())
+            timeout = self._timeout()
+            if not self.sql_preloaded and self.state == PMState.RUN:
+                timeout = min(timeout, IDLE_PRELOAD_AFTER_S)
+            events_ = self.sel.select(timeout)
+            if not events_ and not self.sql_preloaded and self.state == PMState.RUN:
+                self._preload_sql()
             ready_listen = []
             for key, _ in events_:
                 if key.data == "wake":
@@ -781,6 +788,17 @@ class Postmaster:
         self.begin()
         self._preload()
         self.server_loop()
+
+    def _preload_sql(self) -> None:
+        """The SQL stack (sqlglot, APSW, node/sql) costs ~100 ms to import: imported here, once,
+        the first time the postmaster has been idle for a moment in RUN, every later backend
+        inherits it at fork instead of importing it at its first statement. Not at start-up:
+        that would delay the first connection by the same amount."""
+        self.sql_preloaded = True
+        import apsw  # noqa: F401
+
+        from node import sqlexec, storage, wal, xlog  # noqa: F401
+        from node.sql import catalog, execute, functions, translate  # noqa: F401
 
     def _preload(self) -> None:
         """Import what every backend needs, once, here: children inherit it at fork instead of
