@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     with_d(sub.add_parser("promote", help="promote a standby")).set_defaults(fn=cmd_promote)
     with_d(sub.add_parser("controldata", help="show pg_control")).set_defaults(fn=cmd_controldata)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
-    sp.add_argument("group", choices=["startup"])
+    sp.add_argument("group", choices=["startup", "sql"])
     sp.add_argument("--runs", type=int, default=7)
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)

@@ -804,7 +804,7 @@ class Postmaster:
         """Import what every backend needs, once, here: children inherit it at fork instead of
         each importing it after fork. Done after forking the startup process so that it
         overlaps with recovery (no connection can be served before that ends anyway)."""
-        from node import backend, hba, protocol, statements, sysfuncs, sysquery  # noqa: F401
+        from node import backend, hba, pgcatalog, protocol, statements, sysfuncs, sysquery  # noqa: F401
 
     def begin(self) -> None:
         """T1: checkpointer first ([M]), then the startup process."""

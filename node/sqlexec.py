@@ -34,13 +34,14 @@ class SqlSession:
         self.catalog = Catalog(self.heap.conn)
         self.xlog = XLog(me.datadir, me.shm.xlog, fsync=bool(session.guc.get("fsync")))
         self.xid = 0
+        self._tuples: dict[Any, int] = {}
         self._register_system_functions()
 
     def _register_system_functions(self) -> None:
         """DESIGN "storage": the system functions are SQLite functions too, so they work inside
         any statement (`SELECT v FROM t WHERE n > pg_backend_pid()`); the translator learns their
         result types. Functions node/sql implements itself (now(), pg_sleep, ...) keep theirs."""
-        from node import sysfuncs  # noqa: F401 - fills FUNCTIONS
+        from node import pgcatalog, sysfuncs  # noqa: F401 - fill FUNCTIONS
         from node.sql import translate as tr
         from node.sysquery import FUNCTIONS
 
@@ -133,6 +134,7 @@ class SqlSession:
             if not in_block:
                 self.rollback()
             raise
+        self._count_tuples(plan, result)
         if not in_block:
             self.commit()
         return result
@@ -148,7 +150,11 @@ class SqlSession:
             raise PGError(f'savepoint "{name}" does not exist', "3B001") from None
 
     def commit(self) -> None:
+        from node.pgcatalog import StatCounter, count_stat
+
         if not self.heap.in_write:
+            count_stat(StatCounter.XACT_COMMIT)
+            self._tuples.clear()
             return
         sync = str(self.s.guc.show("synchronous_commit")) != "off"
         from node import injection
@@ -156,9 +162,29 @@ class SqlSession:
         injection.inject("backend-before-commit")
         self.heap.commit(self.xlog, xid=self.xid, flush=sync)
         injection.inject("backend-after-commit")
+        count_stat(StatCounter.XACT_COMMIT)
+        for counter, n in self._tuples.items():
+            count_stat(counter, n)
+        self._tuples.clear()
 
     def rollback(self) -> None:
+        from node.pgcatalog import StatCounter, count_stat
+
         self.heap.rollback()
+        count_stat(StatCounter.XACT_ROLLBACK)
+        self._tuples.clear()
+
+    def _count_tuples(self, plan: Any, result: Any) -> None:
+        """pg_stat_database's tup_* counters: DML counts land at commit; reads count at once."""
+        from node.pgcatalog import StatCounter, count_stat
+
+        counter = {"insert": StatCounter.TUP_INSERTED, "update": StatCounter.TUP_UPDATED,
+                   "delete": StatCounter.TUP_DELETED}.get(plan.kind)  # fmt: skip
+        if counter is not None:
+            self._tuples[counter] = self._tuples.get(counter, 0) + int(result.rowcount)
+        elif plan.kind == "select":
+            count_stat(StatCounter.TUP_RETURNED, len(result.rows))
+            count_stat(StatCounter.TUP_FETCHED, len(result.rows))
 
     def close(self) -> None:
         self.heap.close()

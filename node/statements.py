@@ -231,11 +231,17 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         s.prepared.clear()
         c.send(P.command_complete("DISCARD ALL"))
         return
-    if word == "select" and handled_by_sysquery(sql):
+    res: Any = None
+    if word == "select":
+        from node.pgcatalog import intercept  # psql's catalog queries, answered from our catalog
+
+        res = intercept(sql, s)
+    if res is None and word == "select" and handled_by_sysquery(sql):
         from node import sysfuncs  # noqa: F401 - registers the functions and views
         from node.sysquery import run_select
 
         res = run_select(sql, s, params, getattr(s, "param_oids", []))
+    if res is not None:
         fmts = result_formats
         cols = res.columns
         if fmts:
@@ -315,7 +321,7 @@ def handled_by_sysquery(sql: str) -> bool:
     evaluator, which knows their types; everything else is the SQL layer's."""
     hit = _ROUTE.get(sql)
     if hit is None:
-        from node import sysfuncs  # noqa: F401
+        from node import pgcatalog, sysfuncs  # noqa: F401 - register their functions and views
         from node.sysquery import parse_select
 
         try:
@@ -358,6 +364,12 @@ def describe(s: Any, sql: str, params: list[Any], portal: str | None = None) -> 
     if word in ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "set", "reset",
                 "checkpoint", "discard"):  # fmt: skip
         return []
+    if word == "select":
+        from node.pgcatalog import intercept
+
+        res = intercept(sql, s)
+        if res is not None:
+            return list(res.columns)
     if not (word == "select" and handled_by_sysquery(sql)):
         if portal is None:  # a statement: only the plan's shape is known
             plan = s.sql_session().plan(sql)

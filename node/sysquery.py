@@ -388,6 +388,12 @@ def parse_select(sql: str) -> Select:
             schema, source = source, p.ident()
             if schema not in ("pg_catalog", "public"):
                 raise PGError(f'relation "{schema}.{source}" does not exist', "42P01")
+        if p.take("("):  # FROM f(): a record function answered by the view of the same name
+            p.expect(")")
+            if source not in TABLE_FUNCTIONS:
+                raise unsupported(f"{source}() in FROM")
+        elif source in TABLE_FUNCTIONS:
+            raise PGError(f'relation "{source}" does not exist', "42P01")
         if source not in VIEWS:
             raise PGError(f'relation "{source}" does not exist', "42P01")
         if p.take("as") or (p.peek() is not None and p.peek().kind == "ident" and not p.at(  # type: ignore[union-attr]
@@ -451,6 +457,7 @@ class ViewDef:
 
 
 VIEWS: dict[str, ViewDef] = {}
+TABLE_FUNCTIONS: set[str] = set()  # names whose `FROM f()` is the view of the same name
 
 
 _INT_RANGE = {P.INT2: (-(2**15), 2**15 - 1, "smallint"), P.INT4: (-(2**31), 2**31 - 1, "integer"),

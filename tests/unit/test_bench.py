@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bench
+from orchestrator import bench, bench_sql
 from orchestrator.bench import (
     FIGURES,
     POSTGRES,
@@ -241,3 +241,190 @@ def test_find_postgres_missing_says_where_it_looked(monkeypatch: pytest.MonkeyPa
     assert bindir is None
     assert "pg_ctl" in why and str(tmp_path) in why
     assert bench.INSTALL_HINT == "apt-get install postgresql-15"
+
+
+# -- `pgbed bench sql`: the pure parts ----------------------------------------------------------------
+
+
+def test_main_dispatches_sql_and_enforces_five_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main("sql", runs=4) == 1
+    assert "at least 5" in capsys.readouterr().err
+
+
+def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node import __main__ as cli
+
+    seen: dict[str, object] = {}
+
+    def fake_main(group: str, runs: int = 7, json_out: str | None = None) -> int:
+        seen.update(group=group, runs=runs, json_out=json_out)
+        return 0
+
+    monkeypatch.setattr(bench, "main", fake_main)
+    assert cli.main(["bench", "sql", "--runs", "5", "--json", "/tmp/x.json"]) == 0
+    assert seen == {"group": "sql", "runs": 5, "json_out": "/tmp/x.json"}
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "replication"])
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    xs = [float(x) for x in range(1, 101)]  # 1..100
+    assert bench_sql.percentile(xs, 50) == pytest.approx(50.5)
+    assert bench_sql.percentile(xs, 99) == pytest.approx(99.01)
+    assert bench_sql.percentile(xs, 0) == 1.0
+    assert bench_sql.percentile(xs, 100) == 100.0
+    assert bench_sql.percentile([3.0, 1.0, 2.0], 50) == 2.0  # order does not matter
+    assert bench_sql.percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        bench_sql.percentile([], 50)
+    with pytest.raises(ValueError):
+        bench_sql.percentile([1.0], 101)
+
+
+def test_window_figures_rate_and_latencies_in_ms() -> None:
+    lat = [0.001] * 98 + [0.010, 0.020]  # seconds
+    figs = bench_sql.window_figures("tcp_insert_on_c1", 100, 2.0, lat)
+    assert figs["tcp_insert_on_c1_rate"] == pytest.approx(50.0)
+    assert figs["tcp_insert_on_c1_lat_med"] == pytest.approx(1.0)
+    assert figs["tcp_insert_on_c1_lat_p99"] == pytest.approx(10.1)  # between 10 ms and 20 ms
+    assert bench_sql.window_figures("k", 0, 2.0, []) == {}
+    assert bench_sql.window_figures("k", 5, 0.0, [0.1] * 5) == {}
+
+
+def test_worse_by_inverts_rates_only() -> None:
+    fast, slow = summarize([100.0]), summarize([400.0])
+    assert bench_sql.worse_by(bench_sql.TIME, slow, fast) == pytest.approx(4.0)  # pgbed 400 ms vs 100 ms
+    assert bench_sql.worse_by(bench_sql.SIZE, slow, fast) == pytest.approx(4.0)
+    assert bench_sql.worse_by(bench_sql.RATE, fast, slow) == pytest.approx(4.0)  # pgbed 100/s vs 400/s
+    assert bench_sql.worse_by(bench_sql.RATE, slow, fast) == pytest.approx(0.25)
+    assert bench_sql.worse_by(bench_sql.TIME, None, fast) is None
+    assert bench_sql.worse_by(bench_sql.RATE, summarize([0.0]), fast) is None
+
+
+def test_sql_figures_goals_and_references_match_the_issue() -> None:
+    keys = [f.key for f in bench_sql.FIGURES]
+    assert len(keys) == len(set(keys))
+    for t in ("tcp", "unix"):
+        for sync in ("on", "off"):
+            for n in (1, 4):
+                assert f"{t}_insert_{sync}_c{n}_rate" in keys
+                assert f"{t}_insert_{sync}_c{n}_lat_p99" in keys
+        assert f"{t}_select_c1_rate" in keys
+    assert {"recovery_first_query", "recovery_redo", "rss_postmaster", "rss_backend"} <= set(keys)
+    # within 3x on commit latency (1 client), 1.5x on crash recovery
+    assert bench_sql.GOALS["tcp_insert_on_c1_lat_med"] == 3.0
+    assert bench_sql.GOALS["unix_insert_off_c1_lat_med"] == 3.0
+    assert bench_sql.GOALS["recovery_first_query"] == 1.5
+    assert "tcp_insert_on_c4_lat_med" not in bench_sql.GOALS
+    assert bench_sql.REFERENCE_MS["tcp_insert_on_c1_lat_med"] == 0.20
+    assert bench_sql.REFERENCE_MS["unix_insert_off_c1_lat_med"] == 0.074
+    assert bench_sql.RECOVERY_ROWS == 100_000
+
+
+def _sql_samples() -> dict[str, dict[str, list[float]]]:
+    return {
+        bench_sql.PGBED_PYC: {
+            "tcp_insert_on_c1_rate": [22.0, 21.0, 23.0, 22.5, 22.0],
+            "tcp_insert_on_c1_lat_med": [44.0, 44.1, 43.9, 44.0, 44.2],
+            "unix_insert_on_c1_lat_med": [0.40, 0.38, 0.42, 0.39, 0.41],
+            "recovery_first_query": [3000.0, 2900.0, 3100.0, 3050.0, 2950.0],
+            "rss_backend": [60.0, 61.0, 62.0, 63.0, 64.0],
+        },
+        POSTGRES: {
+            "tcp_insert_on_c1_rate": [5000.0, 5500.0, 6000.0, 4500.0, 5200.0],
+            "tcp_insert_on_c1_lat_med": [0.20, 0.18, 0.22, 0.19, 0.21],
+            "unix_insert_on_c1_lat_med": [0.15, 0.14, 0.16, 0.15, 0.15],
+            "recovery_first_query": [2000.0, 2100.0, 1900.0, 2050.0, 1950.0],
+            "rss_backend": [20.0, 20.0, 20.0, 20.0, 20.0],
+        },
+    }
+
+
+def test_sql_table_rows_content() -> None:
+    rows = bench_sql.table_rows(_sql_samples())
+    assert rows[0] == ["figure", "unit", "pgbed+pyc median (min-max)", "postgres median (min-max)",
+                       "pgbed worse by", "goal", "met", "PG15 ref"]  # fmt: skip
+    by_label = {r[0]: r for r in rows[1:]}
+    assert len(by_label) == 5  # figures nobody measured are left out
+    rate = by_label["INSERT sync=on 1c [TCP] commits/s"]
+    assert rate[1:] == ["/s", "22.0 (21.0-23.0)", "5200 (4500-6000)", "236.4x", "-", "-", "-"]
+    lat = by_label["INSERT sync=on 1c [TCP] latency median"]
+    assert lat[1:] == ["ms", "44.0 (43.9-44.2)", "0.20 (0.18-0.22)", "220.0x", "<= 3x", "NO", "0.20"]
+    unix = by_label["INSERT sync=on 1c [unix] latency median"]
+    assert unix[4:7] == ["2.67x", "<= 3x", "yes"]
+    rec = by_label["crash recovery 100k: restart -> count(*)"]
+    assert rec[4:7] == ["1.50x", "<= 1.5x", "yes"]  # "within 1.5x" includes 1.5x
+    assert by_label["peak RSS largest backend (VmHWM)"][1:5] == ["MB", "62.0 (60.0-64.0)", "20.0 (20.0-20.0)", "3.10x"]
+    # rows appear in FIGURES order; the table renders as a rectangle
+    order = [f.label for f in bench_sql.FIGURES if f.label in by_label]
+    assert [r[0] for r in rows[1:]] == order
+    lines = render_table(rows).splitlines()
+    assert len(lines) == 6
+
+
+def test_sql_table_rows_without_postgres() -> None:
+    s = _sql_samples()
+    del s[POSTGRES]
+    rows = bench_sql.table_rows(s)
+    assert all(r[3] == "-" and r[4] == "-" and r[6] == "-" for r in rows[1:])
+
+
+def test_fmt_worse_magnitudes() -> None:
+    assert bench_sql.fmt_worse(None) == "-"
+    assert bench_sql.fmt_worse(2.666) == "2.67x"
+    assert bench_sql.fmt_worse(236.36) == "236.4x"
+    assert bench_sql.fmt_worse(1234.5) == "1234x"
+
+
+def test_sql_build_report_shape_and_roundtrip() -> None:
+    s = _sql_samples()
+    details = [{"flavour": bench_sql.PGBED_PYC, "run": 1, "figures": {}, "count_after_recovery": 100_000}]
+    profile = {"cases": {"on": {"samples": 10, "top_inclusive": [], "top_self": []}}}
+    rep = bench_sql.build_report(s, runs=5, environment={"python": "3.11"}, details=details, profile=profile,
+                                 failures=[], notes=["n"])  # fmt: skip
+    rep = json.loads(json.dumps(rep))  # JSON-serialisable
+    assert rep["bench"] == "sql" and rep["schema"] == 1 and rep["runs"] == 5
+    assert rep["settings"]["recovery_rows"] == 100_000
+    assert set(rep["flavours"]) == {"pgbed_pyc", "postgres"}
+    fig = rep["flavours"]["pgbed_pyc"]["figures"]["tcp_insert_on_c1_lat_med"]
+    assert fig == {"unit": "ms", "samples": [44.0, 44.1, 43.9, 44.0, 44.2], "n": 5, "median": 44.0,
+                   "min": 43.9, "max": 44.2}  # fmt: skip
+    assert rep["flavours"]["postgres"]["figures"]["tcp_insert_on_c1_rate"]["unit"] == "/s"
+    r = rep["ratios"]["tcp_insert_on_c1_lat_med"]
+    assert r == {"pgbed_worse_by": 220.0, "goal": 3.0, "met": False}
+    assert rep["ratios"]["recovery_first_query"]["met"] is True
+    assert rep["ratios"]["unix_select_c1_rate"] == {"pgbed_worse_by": None, "goal": None, "met": None}
+    assert rep["figures"]["rss_backend"]["unit"] == "MB"
+    assert rep["runs_detail"] == details and rep["profile"] == profile and rep["notes"] == ["n"]
+
+
+_TOP = "<module> (node/__main__.py:243);main (node/backend.py:309)"
+COLLAPSED = "\n".join([
+    f"{_TOP};Session.run (node/backend.py:466);Latch.wait (node/ipc/latch.py:80) 30",
+    f"{_TOP};Session.run (node/backend.py:466);Heap.commit (node/storage.py:220);WalWriter.flush (node/wal.py:500) 50",
+    f"{_TOP};Session.run (node/backend.py:470);Heap.commit (node/storage.py:224) 15",
+    f"{_TOP};f (x.py:1);f (x.py:2) 5",
+    "garbage line without a count",
+])  # fmt: skip
+
+
+def test_parse_collapsed_counts_inclusive_and_self_per_function() -> None:
+    total, incl, self_ = bench_sql.parse_collapsed(COLLAPSED)
+    assert total == 100
+    assert incl["Session.run (node/backend.py)"] == 95  # both line numbers are one function
+    assert incl["Heap.commit (node/storage.py)"] == 65
+    assert incl["f (x.py)"] == 5  # recursion counts once per stack
+    assert self_ == {"Latch.wait (node/ipc/latch.py)": 30, "WalWriter.flush (node/wal.py)": 50,
+                     "Heap.commit (node/storage.py)": 15, "f (x.py)": 5}  # fmt: skip
+
+
+def test_top_functions_skips_the_frames_above_the_interesting_part() -> None:
+    total, incl, self_ = bench_sql.parse_collapsed(COLLAPSED)
+    top = bench_sql.top_functions(total, incl, 3, skip_above=0.97)
+    assert [d["function"] for d in top] == ["Session.run (node/backend.py)", "Heap.commit (node/storage.py)",
+                                            "WalWriter.flush (node/wal.py)"]  # fmt: skip
+    assert top[0] == {"function": "Session.run (node/backend.py)", "samples": 95, "share": 0.95}
+    assert bench_sql.top_functions(total, self_, 1) == [
+        {"function": "WalWriter.flush (node/wal.py)", "samples": 50, "share": 0.5}
+    ]
+    assert bench_sql.top_functions(0, {}, 5) == []
