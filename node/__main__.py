@@ -55,7 +55,9 @@ def cmd_initdb(a: argparse.Namespace) -> int:
     t0 = time.monotonic()
     print(f"The files belonging to this database system will be owned by user \"{_user()}\".")
     try:
-        cf = initdb(a.pgdata, wal_segsize_mb=a.wal_segsize, auth=a.auth, settings=dict(_parse_c(a.set)))
+        password = Path(a.pwfile).read_text().splitlines()[0] if a.pwfile else None
+        cf = initdb(a.pgdata, wal_segsize_mb=a.wal_segsize, auth=a.auth, settings=dict(_parse_c(a.set)),
+                    superuser=a.username, password=password)  # fmt: skip
     except (FileExistsError, ValueError) as e:
         print(f"pgbed initdb: error: {e}", file=sys.stderr)
         return 1
@@ -212,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sp = with_d(sub.add_parser("initdb", help="create a new data directory"))
     sp.add_argument("--wal-segsize", type=int, default=16, help="WAL segment size in MB (power of two)")
-    sp.add_argument("-A", "--auth", default="trust", choices=["trust", "reject"])
+    sp.add_argument("-A", "--auth", default="trust", choices=["trust", "reject", "scram-sha-256", "md5", "password"])
+    sp.add_argument("-U", "--username", default="postgres",
+                    help="bootstrap superuser (default postgres; PostgreSQL's initdb defaults to the OS user)")
+    sp.add_argument("--pwfile", help="read the bootstrap superuser's password from the first line of this file")
     sp.add_argument("-c", "--set", action="append", metavar="NAME=VALUE", help="setting written to postgresql.conf")
     sp.set_defaults(fn=cmd_initdb)
     sp = with_d(sub.add_parser("start", help="start the postmaster (foreground unless --background)"))

@@ -404,6 +404,11 @@ class Session:
             where = "" if self.local else f'host "{self.host}", '
             raise elog.fatal(f'pg_hba.conf rejects connection for {where}user "{self.user}", database '
                              f'"{self.database}", {enc}', "28000")  # fmt: skip
+        role = self._authenticate(rule)
+        from node import auth
+
+        auth.check_login(role, self.user)  # InitializeSessionUserId: the role must exist and may log in
+        self.guc.set_internal("is_superuser", "on" if role is not None and role.rolsuper else "off")
         if self.database != "postgres":
             raise elog.fatal(f'database "{self.database}" does not exist', "3D000")
         from node.guc import GucError
@@ -424,6 +429,60 @@ class Session:
         if self.guc.get("log_connections"):
             elog.log("LOG", f"connection authorized: user={self.user} database={self.database} "
                      f"application_name={self.guc.show('application_name')}")  # fmt: skip
+
+    def _lookup_role(self) -> Any:
+        """The role's row from the heap (read-only: hot standbys authenticate too)."""
+        import apsw
+
+        from node import auth
+        from node.storage import heap_path
+
+        conn = apsw.Connection(str(heap_path(me.datadir)), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.set_busy_timeout(5000)
+        try:
+            return auth.RoleRow.from_row(conn.execute(auth.SELECT_ROLE_SQL, (self.user,)).fetchone())
+        except apsw.SQLError:
+            return None  # no role table: a data directory from before roles existed
+        finally:
+            conn.close()
+
+    def _authenticate(self, rule: Any) -> Any:
+        """ClientAuthentication for the matched pg_hba.conf rule; returns the role row (or None)."""
+        from node import auth
+
+        role = self._lookup_role()
+        if rule.method == "trust":
+            return role
+        verifier, why = auth.role_password(role, self.user)
+        nonce = int(me.shm.xlog.system_identifier).to_bytes(8, "big")  # per cluster, for the mock exchange
+        ex = auth.start_exchange(rule.method, verifier, self.user, log_detail=why,
+                                 password_encryption=str(self.guc.show("password_encryption")),
+                                 mock_nonce=nonce)  # fmt: skip
+        c = self.conn
+        try:
+            c.send(ex.initial_message())
+            c.flush()
+            c.reader.max_length = ex.max_message_length
+            while not ex.done:
+                try:
+                    mtype, body = c.next_message(_startup_die_check)
+                except EOFError:
+                    raise SystemExit(0) from None  # the client gave up (psql asking for a password)
+                ex.expect_message(mtype)
+                out = ex.handle(body)
+                if out:
+                    c.send(out)
+                    c.flush()
+        except auth.AuthFailed as e:
+            elog.log("FATAL", e.message, sqlstate=e.sqlstate,
+                     detail=auth.hba_log_detail(e.log_detail, rule.line_number, rule.raw_line))  # fmt: skip
+            send_fatal(c, elog.fatal(e.message, e.sqlstate, detail=e.detail))
+            raise SystemExit(1) from None
+        except P.ProtocolViolation as pv:
+            raise elog.fatal(pv.message, pv.sqlstate) from None
+        finally:
+            c.reader.max_length = P.MAX_MESSAGE_LENGTH
+        return role
 
     def _sync_entry_names(self) -> None:
         e = me.entry

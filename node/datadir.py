@@ -150,6 +150,8 @@ def initdb(
     wal_segsize_mb: int = 16,
     auth: str = "trust",
     settings: dict[str, str] | None = None,
+    superuser: str = "postgres",
+    password: str | None = None,
 ) -> ControlFile:
     """Create a new data directory (initdb). Raises FileExistsError if it is not empty."""
     from node import guc
@@ -175,7 +177,7 @@ def initdb(
     from node.storage import bootstrap_heap
     from node.xlog import bootstrap_wal
 
-    bootstrap_heap(d)
+    bootstrap_heap(d, superuser, password)
     ckpt = bootstrap_wal(d, segsize)
     cf = ControlFile(system_identifier=new_system_identifier(), wal_segment_size=segsize,
                      checkpoint_lsn=ckpt, redo_lsn=segsize, checkpoint_time=time.time())  # fmt: skip

@@ -653,6 +653,9 @@ _TABLE: tuple[Setting, ...] = (
     Setting("authentication_timeout", _I, 60, _C.SIGHUP,
             "Sets the maximum allowed time to complete client authentication.", _G_CONN,
             min=1, max=600, unit="s"),
+    Setting("password_encryption", _E, "scram-sha-256", _C.USERSET,
+            "Chooses the algorithm for encrypting passwords.", _G_CONN,
+            enum_values=(("md5", 0, False), ("scram-sha-256", 1, False))),
     # resources
     Setting("shared_buffers", _I, 16384, _C.POSTMASTER,
             "Sets the number of shared memory buffers used by the server.", _G_RES,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONN_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
-METHODS = {"trust", "reject"}
+METHODS = {"trust", "reject", "scram-sha-256", "md5", "password"}
 
 
 class HbaError(Exception):
@@ -84,6 +84,7 @@ class HbaRule:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None = all / local
     method: str
     line_number: int
+    raw_line: str = ""  # for the server log's "Connection matched pg_hba.conf line N: ..."
 
 
 def _single(fields: list[list[str]], idx: int, what: str, where: str) -> str:
@@ -133,10 +134,10 @@ def parse_hba(path: str | Path) -> list[HbaRule]:
             method = _single(fields, rest, "authentication type", where)
         if method not in METHODS:
             raise HbaError(
-                f'authentication method "{method}" is not supported by pgbed (only trust and reject) '
-                f"at {where}"
+                f'authentication method "{method}" is not supported by pgbed '
+                f"(trust, reject, scram-sha-256, md5, password) at {where}"
             )
-        rules.append(HbaRule(ctype, dbs, users, net, str(method), lineno))
+        rules.append(HbaRule(ctype, dbs, users, net, str(method), lineno, raw.strip()))
     return rules
 
 

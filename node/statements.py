@@ -257,6 +257,9 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         m = re.match(r"\s*(\S+)", sql)
         tok = m.group(1) if m else sql.strip()[:1]
         raise PGError(f'syntax error at or near "{tok}"', "42601", position=sql.find(tok) + 1)
+    if word in ("create", "alter", "drop") and _second_word(sql) in ("role", "user", "group"):
+        _role_statement(s, sql)
+        return
     result = s.portal_results.pop(portal, None) if portal is not None else None
     if result is None:
         result = run_sql(s, sql, params)
@@ -266,6 +269,45 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
     for row in result.rows:
         c.send(P.data_row(_encode_row(row, out_cols)))
     c.send(P.command_complete(result.tag))
+
+
+def _role_statement(s: Any, sql: str) -> None:
+    """CREATE/ALTER/DROP ROLE|USER: rows of pgbed_authid, written (and WAL-logged) in the
+    session's transaction like any other change; node/auth.py knows PostgreSQL's rules."""
+    from node import auth
+
+    spec = auth.parse_create_role(sql)
+    if spec is None:
+        raise PGError(f"{' '.join(sql.split()[:2]).upper()} in this form is not supported by pgbed", "0A000")
+    verb = " ".join(sql.split()[:2]).upper()
+    if s.sql_in_recovery() or s.guc.get("transaction_read_only") or (
+            s.tx == "I" and s.guc.get("default_transaction_read_only")):  # fmt: skip
+        raise PGError(f"cannot execute {verb} in a read-only transaction", "25006")
+    sqls = s.sql_session()
+    conn = sqls.heap.conn
+
+    def lookup(name: str) -> Any:
+        return auth.RoleRow.from_row(conn.execute(auth.SELECT_ROLE_SQL, (name,)).fetchone())
+
+    first = conn.execute("SELECT rolname FROM pgbed_authid ORDER BY rowid LIMIT 1").fetchone()
+    plan = auth.plan_role_statement(
+        spec, lookup, current_user=s.user, is_superuser=bool(s.guc.get("is_superuser")),
+        password_encryption=str(s.guc.show("password_encryption")),
+        bootstrap_superuser=str(first[0]) if first else None,
+    )  # fmt: skip
+    sqls.ensure_write_txn()
+    try:
+        for stmt, args in plan.statements:
+            conn.execute(stmt, args)
+    except BaseException:
+        if s.tx == "I":
+            sqls.rollback()
+        raise
+    if s.tx == "I":
+        sqls.commit()
+    for sqlstate, message in plan.notices:
+        s.notice("NOTICE", message, sqlstate)
+    s.conn.send(P.command_complete(plan.tag))
 
 
 def run_sql(s: Any, sql: str, params: list[Any]) -> Any:

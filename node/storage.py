@@ -72,13 +72,22 @@ def connect(datadir: str | Path) -> Any:
     return conn
 
 
-def bootstrap_heap(datadir: str | Path) -> None:
+def bootstrap_heap(datadir: str | Path, superuser: str = "postgres", password: str | None = None) -> None:
+    """initdb's bootstrap: catalog tables, the role table with the bootstrap superuser (and its
+    password, stored as a SCRAM verifier, when one is given), the control row."""
+    from node import auth
     from node.sql.catalog import Catalog
 
     path = heap_path(datadir)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(datadir)
     Catalog(conn).bootstrap()
+    conn.execute(auth.ROLE_TABLE_DDL)
+    sql, args = auth.bootstrap_role_sql(superuser)
+    conn.execute(sql, args)
+    if password is not None:
+        conn.execute("UPDATE pgbed_authid SET rolpassword = ? WHERE rolname = ?",
+                     (auth.encrypt_password(password, superuser), superuser))  # fmt: skip
     conn.execute(f"CREATE TABLE IF NOT EXISTS {CONTROL_TABLE} (applied_lsn INTEGER NOT NULL)")
     if not list(conn.execute(f"SELECT 1 FROM {CONTROL_TABLE}")):
         conn.execute(f"INSERT INTO {CONTROL_TABLE} VALUES (0)")

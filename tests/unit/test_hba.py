@@ -95,7 +95,7 @@ def test_quoted_keyword_is_a_name(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("hosts all all 127.0.0.1/32 trust\n", 'invalid connection type "hosts"'),
-        ("local all all md5\n", 'authentication method "md5" is not supported by pgbed'),
+        ("local all all peer\n", 'authentication method "peer" is not supported by pgbed'),
         ("local all all\n", "end-of-line before authentication method"),
         ("host all all 127.0.0.1/32\n", "end-of-line before authentication method"),
         ("host all all 300.0.0.1/32 trust\n", 'invalid IP address "300.0.0.1/32"'),

@@ -1009,6 +1009,7 @@ def test_indexes_section_as_postgres_prints_it(sess: FakeSession) -> None:
 
 def _make_authid(sess: FakeSession) -> None:
     with sess.conn:
+        sess.conn.execute("DROP TABLE pgbed_authid")
         sess.conn.execute("CREATE TABLE pgbed_authid (rolname TEXT, rolsuper INTEGER, rolcanlogin INTEGER,"
                           " rolpassword TEXT, rolvaliduntil TEXT)")  # fmt: skip
         sess.conn.execute("INSERT INTO pgbed_authid VALUES ('alice', 0, 1, 'secret-a', '2030-01-02 03:04:05+00'),"
