@@ -672,13 +672,14 @@ class Session:
                 self._describe(query, params, portal=name, formats=fmts)
             return False
         if t == "E":
-            portal, _max_rows = P.parse_execute(body)
+            portal, max_rows = P.parse_execute(body)
             if portal not in self.portals:
                 raise PGError(f'portal "{portal}" does not exist', "34000")
             query, params, fmts = self.portals[portal]
             self.param_oids = self.portal_oids.get(portal, [])
             try:
-                self.execute(query, params, send_description=False, result_formats=fmts, portal=portal)
+                self.execute(query, params, send_description=False, result_formats=fmts, portal=portal,
+                             max_rows=max_rows)  # fmt: skip
             finally:
                 self.param_oids = []
             return False
@@ -690,7 +691,9 @@ class Session:
         if t == "S":
             self.ignore_till_sync = False
             self.portals.pop("", None)
-            self.portal_results.clear()
+            self.portal_results.pop("", None)
+            if self.tx == "I":  # named portals live until the end of their transaction
+                self.portal_results.clear()
             return True
         if t == "H":
             c.flush()
@@ -726,7 +729,7 @@ class Session:
                 return
 
     def execute(self, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int],
-                portal: str | None = None) -> None:  # fmt: skip
+                portal: str | None = None, max_rows: int = 0) -> None:  # fmt: skip
         from node.statements import run_statement
 
         self.stmt_start = time.time()
@@ -737,7 +740,7 @@ class Session:
         try:
             self.check_for_interrupts()
             run_statement(self, sql, params, send_description=send_description, result_formats=result_formats,
-                          portal=portal)  # fmt: skip
+                          portal=portal, max_rows=max_rows)  # fmt: skip
         finally:
             self.stmt_deadline = None
             if self.tx == "I":

@@ -182,7 +182,7 @@ def _end(s: Any, word: str) -> None:
 
 
 def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool, result_formats: list[int],
-                  portal: str | None = None) -> None:  # fmt: skip
+                  portal: str | None = None, max_rows: int = 0) -> None:  # fmt: skip
     c = s.conn
     sql = _strip_comments(sql)
     word = _first_word(sql)
@@ -266,9 +266,22 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
     out_cols = _columns(result, result_formats)
     if send_description and out_cols is not None:
         c.send(P.row_description(out_cols))
-    for row in result.rows:
+    rows = result.rows
+    if portal is not None and max_rows > 0 and len(rows) > max_rows:
+        # Execute with a row limit: send that many, keep the rest for the next Execute of this
+        # portal, and say PortalSuspended instead of CommandComplete (what JDBC's fetch size uses).
+        for row in rows[:max_rows]:
+            c.send(P.data_row(_encode_row(row, out_cols)))
+        result.rows = rows[max_rows:]
+        result.resumed = True
+        s.portal_results[portal] = result
+        c.send(P.portal_suspended())
+        return
+    for row in rows:
         c.send(P.data_row(_encode_row(row, out_cols)))
-    c.send(P.command_complete(result.tag))
+    # A resumed portal's tag counts the rows of this Execute only, as PortalRunSelect reports them.
+    resumed = getattr(result, "resumed", False) and result.tag.startswith("SELECT")
+    c.send(P.command_complete(f"SELECT {len(rows)}" if resumed else result.tag))
 
 
 def _role_statement(s: Any, sql: str) -> None:

@@ -81,3 +81,36 @@ def test_unterminated_query_string(node: LocalNode) -> None:
     assert (f["S"], f["C"]) == ("FATAL", "08P01")
     assert node.sql("SELECT 1") == [(1,)]
     assert not node.events("crash")
+
+
+def _msg(t: bytes, body: bytes) -> bytes:
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def test_execute_with_row_limit_suspends_the_portal(node: LocalNode) -> None:
+    """Extended protocol: Execute(max_rows) sends that many rows and PortalSuspended; the next
+    Execute of the same portal continues (what JDBC's fetch size uses)."""
+    node.sql("CREATE TABLE pr (a int)")
+    node.sql("INSERT INTO pr SELECT g FROM generate_series(1, 5) g")
+    with socket.create_connection((node.host, node.port), timeout=10) as s:
+        body = struct.pack("!I", 3 << 16) + b"user\0postgres\0database\0postgres\0\0"
+        s.sendall(struct.pack("!I", len(body) + 4) + body)
+        buf = b""
+        while not buf.endswith(b"Z\0\0\0\x05I"):
+            buf += s.recv(65536)
+        s.sendall(_msg(b"Q", b"BEGIN\0"))
+        buf = b""
+        while not buf.endswith(b"Z\0\0\0\x05T"):
+            buf += s.recv(65536)
+        s.sendall(_msg(b"P", b"st\0SELECT a FROM pr ORDER BY a\0\0\0")
+                  + _msg(b"B", b"cur\0st\0\0\0\0\0\0\0")
+                  + _msg(b"E", b"cur\0" + struct.pack("!I", 2)) + _msg(b"S", b""))
+        buf = b""
+        while not buf.endswith(b"Z\0\0\0\x05T"):
+            buf += s.recv(65536)
+        assert buf.count(b"D\0") == 2 and b"s\0\0\0\x04" in buf
+        s.sendall(_msg(b"E", b"cur\0" + struct.pack("!I", 0)) + _msg(b"S", b""))
+        buf = b""
+        while not buf.endswith(b"Z\0\0\0\x05T"):
+            buf += s.recv(65536)
+        assert buf.count(b"D\0") == 3 and b"SELECT 3\0" in buf
