@@ -9,6 +9,7 @@ backup end pending and nothing to replay.
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from orchestrator.localnode import LocalNode
 from tests.node import rawclient
@@ -101,3 +102,28 @@ def test_smart_shutdown_of_standby(node_factory) -> None:
     r = subprocess.run([sys.executable, "-m", "node", "controldata", "-D", str(n.datadir)], capture_output=True,
                        text=True)
     assert "shut down in recovery" in r.stdout
+
+
+def test_standby_is_read_only_and_promotion_makes_it_writable(node_factory) -> None:
+    """Issue 3 point 7: during recovery every write fails with 25006; data replayed from local
+    WAL is readable; after promotion the same data can be written (new timeline)."""
+    n = node_factory()
+    with n.connect() as c:
+        c.execute("CREATE TABLE s (a int)")
+        c.execute("INSERT INTO s VALUES (1)")
+    n.stop("immediate")  # leaves WAL to replay
+    (n.datadir / "standby.signal").write_text("")
+    n.start()
+    with n.connect() as c:
+        assert c.execute("SELECT a FROM s").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction,
+                           match="cannot execute INSERT in a read-only transaction"):
+            c.execute("INSERT INTO s VALUES (2)")
+        assert c.execute("SELECT pg_promote()").fetchone() == (True,)
+    with n.connect() as c:
+        c.execute("INSERT INTO s VALUES (2)")
+        assert c.execute("SELECT count(*) FROM s").fetchone() == (2,)
+    n.kill9()
+    n.poll_until(lambda: not n.orphans(), what="old children gone")
+    n.start()  # recovery now reads WAL across the timeline switch
+    assert n.sql("SELECT count(*) FROM s") == [(2,)]
