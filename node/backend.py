@@ -126,6 +126,7 @@ class Conn:
             m = self.reader.next_message()
             if m is not None:
                 return m
+            self.flush()  # only before we would block: one send per flight (pq_flush at ReadCommand)
             data = self.recv_some(None, on_idle)
             if not data:
                 raise EOFError
@@ -288,6 +289,10 @@ def main(sock: socket.socket, addr: Any, cac: str, cancel_keys: dict[int, int], 
     global _client_sock
     _client_sock = sock
     install_signals()
+    if sock.family != socket.AF_UNIX:
+        # As PostgreSQL's StreamConnection does: without it, Nagle holds each reply of a
+        # pipelined extended-query flight until the client's delayed ACK (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     conn = Conn(sock)
     me.latch.watch_socket(sock)  # type: ignore[union-attr]
@@ -496,6 +501,9 @@ class Session:
     def title(self, what: str) -> None:
         from node.launch import set_title
 
+        if what == getattr(self, "_title", None):
+            return  # setproctitle costs ~10 us: not again for the same text
+        self._title = what
         set_title(f"{self.user} {self.database} {self.host}" + ("" if self.local else f"({self.port})") + f" {what}")
 
     def run(self) -> int:
@@ -517,7 +525,6 @@ class Session:
                      "E": ActivityState.IDLE_IN_TRANSACTION_ABORTED}[self.tx]  # fmt: skip
             report_activity(state)
             self.title({"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}[self.tx])
-            c.flush()
             me.pending.query_cancel = False  # a cancel that arrives while idle is ignored
             try:
                 mtype, body = c.next_message(self._idle_interrupts)

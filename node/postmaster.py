@@ -210,8 +210,11 @@ class Postmaster:
             elog.log("LOG", f'listening on Unix socket "{path}"')
             self.listen.append(s)
             self.socket_files.append(path)
+        tcp = [s for s in self.listen if s.family != socket.AF_UNIX]
+        if addrs and not tcp:
+            raise elog.fatal("could not create any TCP/IP sockets")
         if not self.listen:
-            raise elog.fatal("could not create any TCP/IP sockets" if addrs else "no socket created for listening")
+            raise elog.fatal("no socket created for listening")
         for s in self.listen:
             self.sel.register(s, selectors.EVENT_READ, "listen")
 

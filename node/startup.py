@@ -220,6 +220,7 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
     end_of_wal = ck_rec.end_lsn
     replayed = 0
     last_commit_time = None
+    applied = storage.applied_lsn(conn)
     for rec in reader.iter_from(start, prev=None if start == ckpt.redo else ck_rec.lsn):
         if replayed == 0:
             if crash:
@@ -228,7 +229,8 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
             injection.inject("startup-redo")
         replayed += 1
         if rec.rmid == wal.Rmgr.XACT and rec.info == wal.XactInfo.COMMIT:
-            storage.apply_commit(conn, rec.end_lsn, rec.payload)
+            if storage.apply_commit(conn, rec.end_lsn, rec.payload, applied):
+                applied = rec.end_lsn
             last_commit_time = storage.decode_xact(rec.payload)[0]
             xl.next_xid = max(int(xl.next_xid), rec.xid + 1)
         elif rec.rmid == wal.Rmgr.XLOG and rec.info in (wal.XlogInfo.CHECKPOINT_ONLINE,

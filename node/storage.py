@@ -56,7 +56,8 @@ def _configure(conn: Any) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
+    # SQLite folds its own WAL into the database file every 1000 pages (its default): without it
+    # the -wal file grows without bound between pgbed checkpoints and every open must scan it.
 
 
 def connect(datadir: str | Path) -> Any:
@@ -192,7 +193,7 @@ class Heap:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise PGError("canceling statement due to lock timeout", "55P03") from None
                 self._sleep(delay)
-                delay = min(delay * 2, 0.01)
+                delay = min(delay * 2, 0.002)
         self.in_write = True
         self.ops = []
         self._new_session()
@@ -275,12 +276,18 @@ class Heap:
         self.conn.close()
 
 
-def apply_commit(conn: Any, end_lsn: int, payload: bytes) -> bool:
-    """Redo one COMMIT record. Returns False when it was already applied (idempotent redo)."""
+def applied_lsn(conn: Any) -> int:
+    row = conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def apply_commit(conn: Any, end_lsn: int, payload: bytes, applied: int | None = None) -> bool:
+    """Redo one COMMIT record. Returns False when it was already applied (idempotent redo).
+    `applied` is the caller's known applied_lsn (redo reads it once, not per record)."""
     import apsw
 
-    row = conn.execute(f"SELECT applied_lsn FROM {CONTROL_TABLE}").fetchone()
-    applied = int(row[0]) if row else 0
+    if applied is None:
+        applied = applied_lsn(conn)
     if end_lsn <= applied:
         return False
     _, ops = decode_xact(payload)

@@ -658,6 +658,10 @@ def _print_importtime(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
+    if group == "sql":
+        from orchestrator import bench_sql
+
+        return bench_sql.main(runs=runs, json_out=json_out)
     if group != "startup":
         print(f"pgbed bench: unknown group {group!r}", file=sys.stderr)
         return 1

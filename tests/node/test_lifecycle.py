@@ -184,3 +184,21 @@ def test_interlock_refuses_while_old_children_live(node: LocalNode) -> None:
     node.poll_until(lambda: not node.orphans(), timeout=10, what="old children gone")
     node.start()
     assert node.sql("SELECT 1") == [(1,)]
+
+
+def test_tcp_port_taken_is_fatal(node_factory) -> None:
+    """StreamServerPort: with listen_addresses set and no TCP socket created, the postmaster
+    refuses to start (`could not create any TCP/IP sockets`), even though the Unix socket works."""
+    import socket
+
+    n = node_factory(start=False)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", n.port))
+    squatter.listen(1)
+    try:
+        n.start(expect_fail=True)
+    finally:
+        squatter.close()
+    assert n.exit_code == 1
+    assert n.log_contains(r'could not bind IPv4 address "127.0.0.1": Address already in use')
+    assert n.log_contains("FATAL:  could not create any TCP/IP sockets")
