@@ -36,3 +36,13 @@ def cmdline(pid: int) -> str:
 def children(ppid: int) -> dict[int, str]:
     """pid → command line (process title) of the direct children of `ppid`."""
     return {pid: cmdline(pid) for pid, parent in proc_table().items() if parent == ppid}
+
+
+def state(pid: int) -> str:
+    """The process state letter from /proc/PID/stat (R, S, T for stopped, Z, ...), or `?` when
+    the process is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"

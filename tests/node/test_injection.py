@@ -13,6 +13,7 @@ import time
 import psycopg
 import pytest
 
+from orchestrator import procfs
 from orchestrator.localnode import LocalNode
 from tests.node import rawclient
 
@@ -124,11 +125,7 @@ def test_stop_action_freezes_process(node: LocalNode) -> None:
 
 
 def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "?"
+    return procfs.state(pid)
 
 
 def test_abort_action_is_a_crash(node: LocalNode) -> None:

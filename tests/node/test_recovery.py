@@ -16,6 +16,7 @@ import time
 import psycopg
 import pytest
 
+from orchestrator import procfs
 from orchestrator.localnode import LocalNode
 
 
@@ -157,11 +158,7 @@ def test_missing_checkpoint_segment_is_fatal(node: LocalNode) -> None:
 
 
 def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "?"
+    return procfs.state(pid)
 
 
 @pytest.mark.parametrize(("point", "survives"), [
