@@ -220,8 +220,22 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
     end_of_wal = ck_rec.end_lsn
     replayed = 0
     last_commit_time = None
-    applied = storage.applied_lsn(conn)
-    for rec in reader.iter_from(start, prev=None if start == ckpt.redo else ck_rec.lsn):
+    applied, applied_start, applied_xid = storage.applied_state(conn)
+    xl.next_xid = max(int(xl.next_xid), applied_xid + 1)
+    first_prev: int | None = None if start == ckpt.redo else ck_rec.lsn
+    if applied > start:
+        # The heap holds every transaction up to `applied` (SQLite commits applied_lsn with the
+        # data), and `applied` is a record boundary: reading the already-applied records between
+        # the redo point and it would only skip them. Resume there, prev-link checked exactly.
+        if crash:
+            send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
+        elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(start)}", crash=crash)
+        injection.inject("startup-redo")
+        replayed = 1
+        last = applied_start
+        end_of_wal = applied
+        start, first_prev = applied, applied_start
+    for rec in reader.iter_from(start, prev=first_prev):
         if replayed == 0:
             if crash:
                 send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
@@ -229,7 +243,7 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
             injection.inject("startup-redo")
         replayed += 1
         if rec.rmid == wal.Rmgr.XACT and rec.info == wal.XactInfo.COMMIT:
-            if storage.apply_commit(conn, rec.end_lsn, rec.payload, applied):
+            if storage.apply_commit(conn, rec.end_lsn, rec.payload, applied, start_lsn=rec.lsn, xid=rec.xid):
                 applied = rec.end_lsn
             last_commit_time = storage.decode_xact(rec.payload)[0]
             xl.next_xid = max(int(xl.next_xid), rec.xid + 1)

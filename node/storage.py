@@ -89,9 +89,10 @@ def bootstrap_heap(datadir: str | Path, superuser: str = "postgres", password: s
     if password is not None:
         conn.execute("UPDATE pgbed_authid SET rolpassword = ? WHERE rolname = ?",
                      (auth.encrypt_password(password, superuser), superuser))  # fmt: skip
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {CONTROL_TABLE} (applied_lsn INTEGER NOT NULL)")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {CONTROL_TABLE} (applied_lsn INTEGER NOT NULL, "
+                 "applied_start INTEGER NOT NULL DEFAULT 0, applied_xid INTEGER NOT NULL DEFAULT 0)")  # fmt: skip
     if not list(conn.execute(f"SELECT 1 FROM {CONTROL_TABLE}")):
-        conn.execute(f"INSERT INTO {CONTROL_TABLE} VALUES (0)")
+        conn.execute(f"INSERT INTO {CONTROL_TABLE} (applied_lsn) VALUES (0)")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     _fsync(path)
@@ -239,13 +240,14 @@ class Heap:
             self.in_write = False
             return None
         payload = encode_xact(ops, time.time())
-        end = wal.append_commit(xid, payload, flush=flush)
+        start, end = wal.append_commit(xid, payload, flush=flush)
         from node import injection
 
         # The window DESIGN calls out: the WAL says committed, SQLite does not yet.
         injection.inject("backend-commit-after-wal")
         try:
-            self.conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?", (end,))
+            self.conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?, applied_start = ?, applied_xid = ?",
+                              (end, start, xid))  # fmt: skip
             self.conn.execute("COMMIT")
         except BaseException as e:  # re-raised once SQLite has unwound
             # The WAL already says this transaction committed: the only safe way on is a crash
@@ -281,7 +283,14 @@ def applied_lsn(conn: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def apply_commit(conn: Any, end_lsn: int, payload: bytes, applied: int | None = None) -> bool:
+def applied_state(conn: Any) -> tuple[int, int, int]:
+    """(end LSN, start LSN, xid) of the last COMMIT record the heap contains."""
+    row = conn.execute(f"SELECT applied_lsn, applied_start, applied_xid FROM {CONTROL_TABLE}").fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+def apply_commit(conn: Any, end_lsn: int, payload: bytes, applied: int | None = None, *, start_lsn: int = 0,
+                 xid: int = 0) -> bool:  # fmt: skip
     """Redo one COMMIT record. Returns False when it was already applied (idempotent redo).
     `applied` is the caller's known applied_lsn (redo reads it once, not per record)."""
     import apsw
@@ -306,7 +315,8 @@ def apply_commit(conn: Any, end_lsn: int, payload: bytes, applied: int | None = 
                 conn.execute(data.decode())
             else:
                 raise ValueError(f"unknown op kind {kind}")
-        conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?", (end_lsn,))
+        conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?, applied_start = ?, applied_xid = ?",
+                     (end_lsn, start_lsn, xid))  # fmt: skip
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -54,8 +54,8 @@ class XLog:
             c.flush_lsn = w.flush(end)
         return start, end
 
-    def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> int:
-        return self.append(wal.Rmgr.XACT, wal.XactInfo.COMMIT, xid, payload, flush=flush)[1]
+    def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> tuple[int, int]:
+        return self.append(wal.Rmgr.XACT, wal.XactInfo.COMMIT, xid, payload, flush=flush)
 
     def flush(self) -> int:
         w = self._writer_at_shared_position()

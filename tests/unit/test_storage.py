@@ -32,10 +32,11 @@ class FakeWal:
         self.lsn = 1000
         self.records: list[tuple[int, int, bytes, bool]] = []
 
-    def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> int:
+    def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> tuple[int, int]:
+        start = self.lsn
         self.lsn += 8 * (1 + len(payload) // 8)
         self.records.append((xid, self.lsn, payload, flush))
-        return self.lsn
+        return start, self.lsn
 
 
 @pytest.fixture
@@ -160,10 +161,10 @@ def test_commit_failure_after_wal_is_panic(dirs: tuple[Path, Path]) -> None:
     primary, _ = dirs
 
     class BrokenWal(FakeWal):
-        def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> int:
-            end = super().append_commit(xid, payload, flush=flush)
+        def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> tuple[int, int]:
+            span = super().append_commit(xid, payload, flush=flush)
             h.conn.execute("DROP TABLE pgbed_control")  # make the applied_lsn update fail
-            return end
+            return span
 
     h = Heap(primary)
     h.begin_write()
