@@ -1009,8 +1009,9 @@ def main(runs: int = 5, json_out: str | None = None) -> int:
     )
     notes.append(
         "pgbed+pyc: pgbed's heap is SQLite in WAL mode; SIGKILL loses nothing that was written to it, "
-        "so pgbed's redo finds its commits already applied (applied_lsn) and mostly reads and skips "
-        "records; PostgreSQL replays them into its buffers."
+        "so pgbed's redo finds its commits already applied and resumes reading at the heap's applied "
+        "record (node/startup.py); PostgreSQL replays them into its buffers. Redo of lost heap writes "
+        "is tested in tests/node/test_recovery.py, not measured here."
     )
 
     print(f"pgbed bench sql: {runs} runs, {', '.join(LABELS[f.name] for f in flavours)}; temp dir {root}")
