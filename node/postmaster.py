@@ -788,9 +788,20 @@ class Postmaster:
         elog.event(events.PM_START, "DEBUG1", "postmaster started", port=int(g.get("port")),
                    data_directory=str(self.datadir), system_identifier=str(cf.system_identifier))  # fmt: skip
         injection.inject("postmaster-start")
+        self._preload_recovery()
         self.begin()
         self._preload()
         self.server_loop()
+
+    def _preload_recovery(self) -> None:
+        """What the startup process and the checkpointer need for recovery and checkpoints
+        (WAL, heap, the SQL functions every heap connection registers): imported once here, before
+        T1, so both children — and those of every crash reinit — inherit it instead of each
+        importing it after fork."""
+        import apsw  # noqa: F401
+
+        from node import storage, wal, xlog  # noqa: F401
+        from node.sql import functions  # noqa: F401
 
     def _preload_sql(self) -> None:
         """The SQL stack (sqlglot, APSW, node/sql) costs ~100 ms to import: imported here, once,
