@@ -486,11 +486,47 @@ _SET = re.compile(
 )
 
 
+_SET_TRANSACTION = re.compile(
+    r"^\s*set\s+(session\s+characteristics\s+as\s+)?transaction\s+(.*?)\s*;?\s*$", re.I | re.S
+)
+
+
+def _set_transaction(s: Any, session_wide: bool, modes: str) -> None:
+    """SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION: READ ONLY|READ WRITE and
+    ISOLATION LEVEL (accepted; with one writer at a time every level behaves as SERIALIZABLE)."""
+    text = " ".join(modes.lower().replace(",", " ").split())
+    ro: bool | None = None
+    for part in re.finditer(r"read only|read write|isolation level (serializable|repeatable read|read committed|"
+                            r"read uncommitted)|(not )?deferrable", text):  # fmt: skip
+        if part.group(0) == "read only":
+            ro = True
+        elif part.group(0) == "read write":
+            ro = False
+    leftover = re.sub(r"read only|read write|isolation level (serializable|repeatable read|read committed|"
+                      r"read uncommitted)|(not )?deferrable", "", text).strip()  # fmt: skip
+    if leftover or not text:
+        raise PGError(f'syntax error at or near "{leftover.split()[0] if leftover else "TRANSACTION"}"', "42601")
+    if session_wide:
+        if ro is not None:
+            s.guc.set("default_transaction_read_only", "on" if ro else "off")
+        return
+    if s.tx == "I":
+        s.notice("WARNING", "SET TRANSACTION can only be used in transaction blocks", "25P01")
+        return
+    if ro is False and s.sql_in_recovery():
+        raise PGError("cannot set transaction read-write mode during recovery", "25006")
+    if ro is not None:
+        s.guc.set("transaction_read_only", "on" if ro else "off", local=True)
+
+
 def _set(s: Any, sql: str) -> None:
+    mt = _SET_TRANSACTION.match(sql)
+    if mt:
+        _set_transaction(s, bool(mt.group(1)), mt.group(2))
+        s.conn.send(P.command_complete("SET"))
+        return
     m = _SET.match(sql)
     if not m:
-        if re.match(r"\s*set\s+(session\s+characteristics|transaction)", sql, re.I):
-            raise PGError("SET TRANSACTION is not supported by pgbed yet", "0A000")
         raise PGError(f'syntax error at or near "{sql.strip()[:20]}"', "42601")
     scope, tz, name, value = m.groups()
     name = "TimeZone" if tz else name.strip('"')

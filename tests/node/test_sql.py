@@ -187,3 +187,28 @@ def test_wait_events_in_pg_stat_activity(node: LocalNode) -> None:
         holder.execute("COMMIT")
         for t in ts:
             t.join(10)
+
+
+def test_set_transaction_read_only_and_txid(node: LocalNode) -> None:
+    """Issue 3 point 7: SET TRANSACTION READ ONLY (and the session-wide form); point 6: txid_current()."""
+    with node.connect() as c:
+        c.execute("CREATE TABLE st (a int)")
+        c.execute("BEGIN")
+        c.execute("SET TRANSACTION READ ONLY")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            c.execute("INSERT INTO st VALUES (1)")
+        c.execute("ROLLBACK")
+        c.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            c.execute("INSERT INTO st VALUES (1)")
+        c.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+        c.execute("INSERT INTO st VALUES (1)")
+        (x1,) = c.execute("SELECT txid_current()").fetchone()
+        (x2,) = c.execute("SELECT txid_current()").fetchone()
+        assert x2 > x1 > 0
+        c.execute("BEGIN")
+        c.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE")
+        (a,) = c.execute("SELECT txid_current()").fetchone()
+        (b,) = c.execute("SELECT txid_current()").fetchone()
+        assert a == b  # one xid per transaction
+        c.execute("COMMIT")
