@@ -238,3 +238,36 @@ def test_redo_reapplies_commits_the_heap_lost(node: LocalNode) -> None:
     assert node.log_contains("redo starts at", off)
     assert node.sql("SELECT count(*), max(id) FROM d") == [(24, 24)]
     assert node.sql("SELECT v FROM d WHERE id = 3") == [("changed",)]
+
+
+def _segments(node: LocalNode) -> list[str]:
+    return sorted(p.name for p in (node.datadir / "pg_wal").iterdir() if len(p.name) == 24)
+
+
+def test_checkpoint_removes_old_segments_and_wal_keep_size_keeps_them(node_factory) -> None:
+    """Issue 3 point 3: a checkpoint removes the segments before its redo point; wal_keep_size
+    holds that much WAL back. Also the LSN functions and the pg_lsn type (OID 3220)."""
+    n = node_factory()  # 1 MB segments in tests
+    with n.connect() as c:
+        c.execute("CREATE TABLE big (id int PRIMARY KEY, pad text)")
+        for i in range(40):  # ~4 MB of WAL
+            c.execute("INSERT INTO big VALUES (%s, %s)", [i, "x" * 100_000])
+        cur = c.execute("SELECT pg_current_wal_lsn(), pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()")
+        assert [d.type_code for d in cur.description] == [3220, 3220, 3220]
+        before = _segments(n)
+        assert len(before) >= 4
+        c.execute("CHECKPOINT")
+        after = _segments(n)
+        (cur_seg,) = c.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    assert len(after) < len(before) and after[-1] == before[-1]
+    assert cur_seg in after and before[0] not in after
+    n.append_conf(wal_keep_size="'8MB'")
+    n.reload()
+    n.wait_for_log('parameter "wal_keep_size" changed to "8MB"')
+    with n.connect() as c:
+        for i in range(40, 80):
+            c.execute("INSERT INTO big VALUES (%s, %s)", [i, "x" * 100_000])
+        c.execute("CHECKPOINT")
+    final = _segments(n)
+    assert final[0] == after[0]  # nothing removed: the last 8 MB are held back by wal_keep_size
+    assert len(final) > len(after)
