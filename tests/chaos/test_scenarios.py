@@ -24,6 +24,17 @@ REINIT_MSG = "all server processes terminated; reinitializing"
 READY = "database system is ready to accept connections"
 
 
+def drain_notices(conn: psycopg.Connection) -> None:
+    """Let libpq read and dispatch what the server already sent (a quickdie WARNING) without
+    sending anything: a query sent to a backend that has exited draws a TCP reset, and Linux
+    then discards unread data, so the notice would race with the reset."""
+    for step in (conn.pgconn.consume_input, conn.pgconn.is_busy):
+        try:
+            step()
+        except psycopg.OperationalError:
+            pass
+
+
 def _wait_for_log(node: Any, pattern: str, timeout: float = 20.0) -> None:
     rx = re.compile(pattern)
     deadline = time.monotonic() + timeout
@@ -50,6 +61,10 @@ def test_f18_sigkill_backend_crash_restart(scenario_node: Any) -> None:
         _wait_for_log(node, re.escape("terminating any other active server processes"))
         _wait_for_log(node, re.escape(REINIT_MSG))
         for conn in (a, b):
+            deadline = time.monotonic() + 5
+            while ("57P02", CRASH_MSG) not in notices[id(conn)] and time.monotonic() < deadline:
+                drain_notices(conn)
+                time.sleep(0.05)
             with pytest.raises(psycopg.OperationalError):
                 conn.execute("SELECT 1")
             assert ("57P02", CRASH_MSG) in notices[id(conn)], notices[id(conn)]
