@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from node import injection
 from node.elog import PGError
 
 HEAP_FILE = "base/pgbed.db"
@@ -241,8 +242,6 @@ class Heap:
             return None
         payload = encode_xact(ops, time.time())
         start, end = wal.append_commit(xid, payload, flush=flush)
-        from node import injection
-
         # The window DESIGN calls out: the WAL says committed, SQLite does not yet.
         injection.inject("backend-commit-after-wal")
         try:

@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.clienthelp import drain_notices
+
 pytestmark = [pytest.mark.chaos]
 
 CRASH_MSG = "terminating connection because of crash of another server process"
@@ -24,15 +26,6 @@ REINIT_MSG = "all server processes terminated; reinitializing"
 READY = "database system is ready to accept connections"
 
 
-def drain_notices(conn: psycopg.Connection) -> None:
-    """Let libpq read and dispatch what the server already sent (a quickdie WARNING) without
-    sending anything: a query sent to a backend that has exited draws a TCP reset, and Linux
-    then discards unread data, so the notice would race with the reset."""
-    for step in (conn.pgconn.consume_input, conn.pgconn.is_busy):
-        try:
-            step()
-        except psycopg.OperationalError:
-            pass
 
 
 def _wait_for_log(node: Any, pattern: str, timeout: float = 20.0) -> None:

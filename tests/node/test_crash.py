@@ -16,19 +16,11 @@ import psycopg
 import pytest
 
 from orchestrator.localnode import LocalNode
+from tests.clienthelp import drain_notices
 
 CRASH_MSG = "terminating connection because of crash of another server process"
 
 
-def drain_notices(conn: psycopg.Connection) -> None:
-    """Let libpq read and dispatch what the server already sent (a quickdie WARNING) without
-    sending anything: a query sent to a backend that has exited draws a TCP reset, and Linux
-    then discards unread data, so the notice would race with the reset."""
-    for step in (conn.pgconn.consume_input, conn.pgconn.is_busy):
-        try:
-            step()
-        except psycopg.OperationalError:
-            pass
 
 
 def _watch(conn: psycopg.Connection) -> list[tuple[str | None, str]]:

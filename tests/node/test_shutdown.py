@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from orchestrator.localnode import LocalNode
+from tests.clienthelp import drain_notices
 from tests.node import rawclient
 
 
@@ -59,8 +60,6 @@ def test_immediate_exits_0_and_next_start_recovers(node: LocalNode) -> None:
     c.add_notice_handler(lambda d: notices.append((d.sqlstate, d.message_primary or "")))
     assert node.stop("immediate") == 0
     assert node.log_contains("received immediate shutdown request")
-    from tests.node.test_crash import drain_notices
-
     drain_notices(c)  # read the WARNING before a query could draw a reset (see drain_notices)
     with pytest.raises(psycopg.OperationalError):
         c.execute("SELECT 1")
