@@ -524,6 +524,11 @@ class Postmaster:
                 self.startup_status = StartupStatus.CRASHED
             self.handle_child_crash(pid, code, "startup process", None)
             return
+        # A RECOVERY_STARTED the startup process sent before exiting may still be pending when
+        # its exit is handled (child exits are handled before pmsignals in a loop pass): take T2
+        # first, in the order the events happened, so the state sequence shows the recovery.
+        if self.state == PMState.STARTUP and self.seg.s.pmsignal_flags[PMSignalReason.RECOVERY_STARTED]:  # type: ignore[union-attr]
+            self.process_pmsignal()
         # T4: startup succeeded, commence normal operations
         self.startup_status = StartupStatus.NOT_RUNNING
         self.fatal_error = False

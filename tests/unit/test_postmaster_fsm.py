@@ -396,3 +396,15 @@ def test_lock_file_check_triggers_immediate_shutdown(pm: Any) -> None:
     import os
 
     assert (os.getpid(), signal.SIGQUIT) in fake.kills
+
+
+def test_recovery_started_before_startup_exit_is_taken_first(pm: Any) -> None:
+    """T2 then T4 even when the startup process's RECOVERY_STARTED and its exit are handled in
+    the same loop pass (exit first by PM-0's order): the recovery still shows in the states."""
+    p, _ = pm
+    p.seg.s.pmsignal_flags[PMSignalReason.RECOVERY_STARTED] = 1  # type: ignore[union-attr]
+    seen: list[PMState] = []
+    orig = p._set_state
+    p._set_state = lambda new: (seen.append(new), orig(new))  # type: ignore[method-assign]
+    to_run(p)
+    assert seen == [PMState.RECOVERY, PMState.RUN]
