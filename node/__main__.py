@@ -154,6 +154,14 @@ def cmd_reload(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_basebackup(a: argparse.Namespace) -> int:
+    from node.basebackup import run_client
+
+    return run_client(a.host, a.port, a.pgdata, user=a.username, write_recovery_conf=a.write_recovery_conf,
+                      progress=a.progress, password=os.environ.get("PGPASSWORD"),
+                      application_name=a.application_name, slot=a.slot)  # fmt: skip
+
+
 def cmd_promote(a: argparse.Namespace) -> int:
     pid = _pm_pid(a.pgdata)
     if pid is None:
@@ -235,6 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     with_d(sub.add_parser("status", help="is a server running?")).set_defaults(fn=cmd_status)
     with_d(sub.add_parser("promote", help="promote a standby")).set_defaults(fn=cmd_promote)
     with_d(sub.add_parser("controldata", help="show pg_control")).set_defaults(fn=cmd_controldata)
+    sp = with_d(sub.add_parser("basebackup", help="take a base backup of a running server over BASE_BACKUP",
+                               add_help=False))  # fmt: skip
+    sp.add_argument("--help", action="help", help="show this help message and exit")
+    sp.add_argument("-h", "--host", default=os.environ.get("PGHOST", "127.0.0.1"))
+    sp.add_argument("-p", "--port", type=int, default=int(os.environ.get("PGPORT", "5432")))
+    sp.add_argument("-U", "--username", default=None)
+    sp.add_argument("-R", "--write-recovery-conf", action="store_true",
+                    help="write standby.signal and primary_conninfo")
+    sp.add_argument("-P", "--progress", action="store_true")
+    sp.add_argument("-S", "--slot", default=None, help="primary_slot_name to write with -R")
+    sp.add_argument("--application-name", default=None, help="application_name to put in primary_conninfo")
+    sp.set_defaults(fn=cmd_basebackup)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
     sp.add_argument("group", choices=["startup", "sql"])
     sp.add_argument("--runs", type=int, default=7)

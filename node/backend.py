@@ -19,8 +19,11 @@ idle; SIGHUP → reload at the next idle point; SIGQUIT → quickdie: a WARNING 
 PostgreSQL's quickdie does, because the process must die even while blocked; postmaster death →
 FATAL at the next wait (CRASH-10).
 
-What it deliberately does not do: SQL storage (storage issue), replication connections
-(replication issue: refused with 0A000 for now) or password authentication.
+A connection with `replication=true` turns into a walsender after authentication
+(node/walsender.py); `replication=database` (logical) is refused with 0A000.
+
+What it deliberately does not do: SQL (node/statements.py, node/sqlexec.py) or the
+replication protocol (node/walsender.py).
 """
 
 from __future__ import annotations
@@ -383,11 +386,13 @@ class Session:
         from node.ipc.lwlock import LWLockId
 
         attach()
-        with me.locks.hold(LWLockId.PROC_ARRAY):
-            used = sum(1 for e in me.shm.procs if e.pid and e.counted)
-            if used >= int(self.guc.get("max_connections")):
-                raise elog.fatal("sorry, too many clients already", "53300")
-            me.entry.counted = 1
+        replication = self.pkt.replication
+        if not replication:  # walsenders have their own pool (max_wal_senders), as in PG 12+
+            with me.locks.hold(LWLockId.PROC_ARRAY):
+                used = sum(1 for e in me.shm.procs if e.pid and e.counted)
+                if used >= int(self.guc.get("max_connections")):
+                    raise elog.fatal("sorry, too many clients already", "53300")
+                me.entry.counted = 1
         e = me.entry
         e.changecount += 1
         e.client_addr = b"" if self.local else self.host.encode()[:47]
@@ -396,25 +401,34 @@ class Session:
         e.changecount += 1
         from node import hba
 
-        if self.pkt.replication:
-            raise elog.fatal("replication connections are not supported by pgbed yet", "0A000")
+        if replication == "logical":
+            raise elog.fatal("logical replication connections are not supported by pgbed", "0A000")
         rule = hba.find_rule(self.hba_rules, local=self.local, address=None if self.local else self.host,
-                             user=self.user, database=self.database, replication=False)  # fmt: skip
+                             user=self.user, database=self.database, replication=bool(replication))  # fmt: skip
         enc = "no encryption"
+        where = "" if self.local else f'host "{self.host}", '
+        what = "replication connection" if replication else f'database "{self.database}"'
         if rule is None:
-            where = "" if self.local else f'host "{self.host}", '
-            raise elog.fatal(f'no pg_hba.conf entry for {where}user "{self.user}", database "{self.database}", {enc}',
-                             "28000")  # fmt: skip
+            if replication:
+                msg = f'no pg_hba.conf entry for replication connection from {where}user "{self.user}", {enc}'
+            else:
+                msg = f'no pg_hba.conf entry for {where}user "{self.user}", {what}, {enc}'
+            raise elog.fatal(msg, "28000")
         if rule.method == "reject":
-            where = "" if self.local else f'host "{self.host}", '
-            raise elog.fatal(f'pg_hba.conf rejects connection for {where}user "{self.user}", database '
-                             f'"{self.database}", {enc}', "28000")  # fmt: skip
+            if replication:
+                msg = f'pg_hba.conf rejects replication connection for {where}user "{self.user}", {enc}'
+            else:
+                msg = f'pg_hba.conf rejects connection for {where}user "{self.user}", {what}, {enc}'
+            raise elog.fatal(msg, "28000")
         role = self._authenticate(rule)
         from node import auth
 
         auth.check_login(role, self.user)  # InitializeSessionUserId: the role must exist and may log in
         self.guc.set_internal("is_superuser", "on" if role is not None and role.rolsuper else "off")
-        if self.database != "postgres":
+        if replication and not (role is not None and role.rolsuper):
+            # The REPLICATION attribute is not stored (node/auth.py), so only superusers qualify.
+            raise elog.fatal("must be superuser or replication role to start walsender", "42501")
+        if self.database != "postgres" and not replication:
             raise elog.fatal(f'database "{self.database}" does not exist', "3D000")
         from node.guc import GucError
 
@@ -515,6 +529,10 @@ class Session:
         self.guc.take_report_changes()
         c.send(P.backend_key_data(me.pid, self.cancel_key))
         injection.inject("backend-after-auth")
+        if self.pkt.replication:
+            from node import walsender
+
+            return walsender.run(self)
         send_ready = True
         while True:
             if send_ready:

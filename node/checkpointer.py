@@ -119,13 +119,36 @@ def create_checkpoint(reason: str, flags: int) -> None:
     removed = 0
     distance = 0
     if in_recovery:
-        # A restartpoint: the replication issue makes it follow the replayed checkpoints; until
-        # then it records the state only.
-        if shutdown:
-            cf.state = DBState.SHUTDOWNED_IN_RECOVERY
-        cf.checkpoint_time = time.time()
-        datadir.write_control(me.datadir, cf)
-        write_s = sync_s = 0.0
+        # A restartpoint (CreateRestartPoint): the heap is made durable (it holds everything
+        # replayed so far), then pg_control points at the last checkpoint record replayed, so a
+        # restart resumes from there, and minRecoveryPoint covers what the heap now holds.
+        from node import replslot
+        from node.ipc.lwlock import LWLockId
+
+        t_sync = time.monotonic()
+        ck_lsn, ck_redo, ck_tli = int(xl.last_ckpt_lsn), int(xl.last_ckpt_redo), int(xl.last_ckpt_tli)
+        replayed = int(xl.replay_lsn)
+        if xl.wal_ready == 0 and ck_lsn:
+            checkpoint_heap(_get_heap().conn, me.datadir)
+        sync_s = time.monotonic() - t_sync
+        with me.locks.hold(LWLockId.CONTROL):
+            cf = datadir.read_control(me.datadir)
+            if ck_lsn and ck_lsn > cf.checkpoint_lsn:
+                distance = max(0, ck_redo - cf.redo_lsn) // 1024
+                cf.checkpoint_lsn, cf.redo_lsn, cf.timeline = ck_lsn, ck_redo, ck_tli or cf.timeline
+                cf.min_recovery_point = max(cf.min_recovery_point, replayed)
+            elif ck_lsn:
+                elog.log("DEBUG2", f"skipping restartpoint, already performed at {wal.format_lsn(cf.checkpoint_lsn)}")
+            if shutdown:
+                cf.state = DBState.SHUTDOWNED_IN_RECOVERY
+            cf.checkpoint_time = time.time()
+            datadir.write_control(me.datadir, cf)
+        replslot.checkpoint_slots(shm, me.datadir)
+        if ck_lsn and cf.redo_lsn:
+            keep_from = _keep_from(cf.redo_lsn, replayed)
+            removed = len(wal.remove_old_segments(Path(me.datadir) / wal.XLOGDIR, int(xl.segsize),
+                                                  int(xl.replay_tli or xl.timeline), keep_from))  # fmt: skip
+        write_s = 0.0
     else:
         heap = _get_heap()
         heap.begin_write()
@@ -154,8 +177,10 @@ def create_checkpoint(reason: str, flags: int) -> None:
         cf.state = DBState.SHUTDOWNED if reason == "shutdown" else DBState.IN_PRODUCTION
         datadir.write_control(me.datadir, cf)
         xl.redo_lsn = redo
-        keep = int(me.guc.get("wal_keep_size")) * 1024 * 1024
-        keep_from = max(int(xl.segsize), min(redo, int(xl.insert_lsn) - keep))
+        from node import replslot
+
+        replslot.checkpoint_slots(shm, me.datadir)
+        keep_from = _keep_from(redo, int(xl.insert_lsn))
         removed = len(wal.remove_old_segments(Path(me.datadir) / wal.XLOGDIR, int(xl.segsize), int(xl.timeline),
                                               keep_from))  # fmt: skip
         write_s = time.monotonic() - start - sync_s
@@ -168,6 +193,73 @@ def create_checkpoint(reason: str, flags: int) -> None:
         f"average={sync_s:.3f} s; distance={distance} kB, estimate={distance} kB"
     )
     elog.event(events.CHECKPOINT_DONE, level, msg, reason=reason, duration_s=round(total, 6))
+
+
+def _keep_from(redo: int, current: int) -> int:
+    """KeepLogSeg: the oldest LSN whose segment must stay: the redo point, wal_keep_size back
+    from the current position, the replication slots' restart_lsn, running base backups."""
+    from node import replslot
+
+    xl = me.shm.xlog
+    keep = int(me.guc.get("wal_keep_size")) * 1024 * 1024
+    keep_from = min(redo, current - keep)
+    slot_min = replslot.min_restart_lsn(me.shm)
+    if slot_min:
+        keep_from = min(keep_from, slot_min)
+    if xl.running_backups and xl.backup_hold_lsn:
+        keep_from = min(keep_from, int(xl.backup_hold_lsn))
+    return max(int(xl.segsize), keep_from)
+
+
+def walsnd_init_stopping_and_wait() -> None:
+    """WalSndInitStopping + WalSndWaitStopping (WALSND-5): before the shutdown checkpoint,
+    every walsender is told to stop; wait until each is in state `stopping` or gone."""
+    from node.ipc.shmem import WALSND_STATES
+
+    stopping = WALSND_STATES.index("stopping")
+    shm = me.shm
+    for ws in shm.walsnd:
+        pid = int(ws.pid)
+        if pid:
+            ws.procsig_stopping = 1
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+    latch = me.latch
+    assert latch is not None
+    while any(ws.pid and ws.state != stopping for ws in shm.walsnd):
+        latch.reset()
+        report_signals()
+        rc = latch.wait(0.01)
+        if rc & WL_POSTMASTER_DEATH:
+            raise SystemExit(1)
+
+
+def background_flush() -> None:
+    """XLogBackgroundFlush: pgbed has no walwriter, so the checkpointer flushes WAL that
+    asynchronous commits left unflushed, every wal_writer_delay (walsenders only send flushed WAL)."""
+    xl = me.shm.xlog
+    if not xl.wal_ready or xl.in_recovery or xl.flush_lsn >= xl.insert_lsn:
+        return
+    from node.xlog import XLog
+
+    heap = _get_heap()
+    try:
+        heap.begin_write()
+    except Exception:
+        return
+    try:
+        global _bg_xlog
+        if _bg_xlog is None:
+            _bg_xlog = XLog(me.datadir, xl, fsync=bool(me.guc.get("fsync")))
+        _bg_xlog.flush()
+    finally:
+        heap.rollback()
+
+
+_bg_xlog: Any = None
+_next_bg_flush = [0.0]
 
 
 def main() -> int:
@@ -204,6 +296,7 @@ def main() -> int:
             # SHUT-5: the walsender handshake comes with the replication issue; with none
             # running, write the shutdown checkpoint at once.
             elog.log("LOG", "shutting down")
+            walsnd_init_stopping_and_wait()
             create_checkpoint("shutdown", CHECKPOINT_IS_SHUTDOWN | CHECKPOINT_IMMEDIATE)
             shutdown_done = True
             elog.event(events.XLOG_SHUTDOWN, "DEBUG1", "shutdown checkpoint written")
@@ -232,6 +325,16 @@ def main() -> int:
                 last_timed = time.monotonic()
                 create_checkpoint("time", 0)
             wait = max(0.0, timeout - (time.monotonic() - last_timed))
+            xl = shm.xlog
+            if xl.wal_ready and not xl.in_recovery and xl.flush_lsn < xl.insert_lsn:
+                # Asynchronous commits wake us (XLogSetAsyncXactLSN); flush at most every
+                # wal_writer_delay, as the walwriter would.
+                now = time.monotonic()
+                if now >= _next_bg_flush[0]:
+                    _next_bg_flush[0] = now + int(me.guc.get("wal_writer_delay")) / 1000.0
+                    background_flush()
+                if xl.flush_lsn < xl.insert_lsn:
+                    wait = min(wait, int(me.guc.get("wal_writer_delay")) / 1000.0)
         else:
             wait = None
         report_wait("Activity", "CheckpointerMain")

@@ -43,6 +43,21 @@ HOT_STANDBY = "hot_standby"
 STARTUP_DONE = "startup_done"
 PROMOTE = "promote"
 
+# replication (walsender, walreceiver, startup process streaming)
+WALSND_START = "walsnd_start"  # slot, application_name
+WALSND_STATE = "walsnd_state"  # state (WALSND-3 name), slot
+WALSND_CAUGHT_UP = "walsnd_caught_up"  # application_name
+WALSND_TIMEOUT = "walsnd_timeout"
+WALSND_DONE = "walsnd_done"  # lsn (WALSND-6: exit 0 after the standby confirmed)
+WALRCV_STATE = "walrcv_state"  # old, new (WALRCV-2 names)
+WALRCV_STREAMING = "walrcv_streaming"  # lsn, timeline
+WALRCV_END = "walrcv_end"  # lsn, timeline (the primary ended the stream)
+WALRCV_TIMEOUT = "walrcv_timeout"
+WALRCV_REQUEST = "walrcv_request"  # lsn, timeline, state (WALRCV-1, by the startup process)
+TIMELINE_SWITCH = "timeline_switch"  # old, new (recovery target timeline followed)
+BACKUP_END = "backup_end"  # lsn (REC-2)
+SYNCREP_CANCEL = "syncrep_cancel"  # lsn (a cancelled wait: committed locally only)
+
 # checkpointer
 CHECKPOINT_START = "checkpoint_start"  # reason: time|immediate|shutdown|end-of-recovery
 CHECKPOINT_DONE = "checkpoint_done"  # reason, duration_s

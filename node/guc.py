@@ -499,6 +499,28 @@ def _check_log_destination(value: str, _cur: GucValue, _reset: GucValue) -> str:
     return value
 
 
+def _check_target_timeline(value: str, _cur: GucValue, _reset: GucValue) -> str:
+    if value in ("current", "latest"):
+        return value
+    try:
+        tli = int(value, 0)
+    except ValueError:
+        tli = 0
+    if tli < 1 or tli > 0xFFFFFFFF:
+        raise _CheckFailed("recovery_target_timeline is not a valid number.")
+    return value
+
+
+def _check_sync_names(value: str, _cur: GucValue, _reset: GucValue) -> str:
+    from node.syncrep import SyncNamesError, parse_names
+
+    try:
+        parse_names(value)
+    except SyncNamesError as e:
+        raise _CheckFailed(str(e), "42601" if "parser" in str(e) else "22023") from None
+    return value
+
+
 def _check_clean_ascii(value: str, _cur: GucValue, _reset: GucValue) -> str:
     # PostgreSQL 15's pg_clean_ascii works on bytes: every non-printable byte becomes '?'
     if all(" " <= c <= "~" for c in value):
@@ -705,7 +727,7 @@ _TABLE: tuple[Setting, ...] = (
             _G_REPL, min=0, max=INT_MAX, unit="ms"),
     Setting("synchronous_standby_names", _S, "", _C.SIGHUP,
             "Number of synchronous standbys and list of names of potential synchronous ones.", _G_REPL,
-            flags=_F.LIST_INPUT),
+            flags=_F.LIST_INPUT, check=_check_sync_names),
     Setting("primary_conninfo", _S, "", _C.SIGHUP,
             "Sets the connection string to be used to connect to the sending server.", _G_REPL,
             flags=_F.SUPERUSER_ONLY),
@@ -721,6 +743,14 @@ _TABLE: tuple[Setting, ...] = (
     Setting("wal_receiver_timeout", _I, 60000, _C.SIGHUP,
             "Sets the maximum wait time to receive data from the sending server.", _G_REPL,
             min=0, max=INT_MAX, unit="ms"),
+    Setting("recovery_min_apply_delay", _I, 0, _C.SIGHUP,
+            "Sets the minimum delay for applying changes during recovery.", _G_REPL,
+            min=0, max=INT_MAX, unit="ms"),
+    Setting("recovery_target_timeline", _S, "latest", _C.POSTMASTER,
+            "Specifies the timeline to recover into.", _G_REPL, check=_check_target_timeline),
+    Setting("log_replication_commands", _B, False, _C.SUSET, "Logs each replication command.", _G_LOG),
+    Setting("wal_writer_delay", _I, 200, _C.SIGHUP,
+            "Time between WAL flushes performed in the WAL writer.", _G_WAL, min=1, max=10000, unit="ms"),
     Setting("wal_retrieve_retry_interval", _I, 5000, _C.SIGHUP,
             "Sets the time to wait before retrying to retrieve WAL after a failed attempt.", _G_REPL,
             min=1, max=INT_MAX, unit="ms"),

@@ -114,6 +114,8 @@ class Postmaster:
         )
         self.startup_pid = 0
         self.checkpointer_pid = 0
+        self.walreceiver_pid = 0
+        self.walreceiver_requested = False
         self.listen: list[socket.socket] = []
         self.socket_files: list[str] = []
         self.sel = selectors.DefaultSelector()
@@ -144,13 +146,17 @@ class Postmaster:
 
     def _create_shmem(self) -> None:
         g = self.guc
-        sizes = ShmemSizes(n_procs=self.children.n_slots)
+        sizes = ShmemSizes(n_procs=self.children.n_slots, n_walsenders=int(g.get("max_wal_senders")),
+                           n_replslots=int(g.get("max_replication_slots")))  # fmt: skip
         if self.seg is not None:
             self.seg.release()
         self.generation += 1
         self.seg = ShmemSegment.create(sizes, self.generation)
         s = self.seg.s
         s.postmaster_start_time = self.start_time
+        for w in s.walsnd:
+            w.latch_slot = -1
+        s.walrcv.latch_slot = -1
         me.seg = self.seg
         me.shm = s
         injection.attach(s, None)
@@ -332,8 +338,31 @@ class Postmaster:
         except ProcessLookupError:
             pass  # the reaper will see it (STYLE 10: only the reaper records a death)
 
+    def _refresh_walsenders(self) -> None:
+        """A backend that became a walsender says so in its dead-man switch slot (WALSND-1 (4));
+        from then on it is a WALSENDER here: out of the stop set and the client counts."""
+        s = self.seg.s  # type: ignore[union-attr]
+        for child in self.children.of_kinds(frozenset({BackendKind.BACKEND})):
+            if child.slot >= 0 and s.child_state[child.slot] == ChildSlotState.WALSENDER:
+                child.kind = BackendKind.WALSENDER
+
+    def _maybe_start_walreceiver(self) -> None:
+        """MaybeStartWalReceiver: only while recovering, and not once a shutdown has begun."""
+        if not self.walreceiver_requested or self.walreceiver_pid or self.fatal_error:
+            return
+        if self.state not in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY) \
+                or self.shutdown > ShutdownMode.SMART:  # fmt: skip
+            return
+        from node import walreceiver
+
+        pid = self.start_child(BackendKind.WALRECEIVER, walreceiver.main)
+        if pid:
+            self.walreceiver_pid = pid
+            self.walreceiver_requested = False
+
     def signal_children(self, sig: int, kinds: frozenset[BackendKind] | None = None,
                         exclude: frozenset[BackendKind] = frozenset()) -> None:  # fmt: skip
+        self._refresh_walsenders()
         for child in self.children.of_kinds(kinds, exclude):
             self.signal_child(child, sig)
 
@@ -483,6 +512,8 @@ class Postmaster:
         if child.kind is BackendKind.STARTUP:
             self._startup_exited(pid, code)
             return
+        if child.kind is BackendKind.WALRECEIVER:
+            self.walreceiver_pid = 0  # WALRCV-5: exit 0/1 is forgotten; the startup process asks again
         if child.kind is BackendKind.CHECKPOINTER:
             self.checkpointer_pid = 0
             if cls is ExitClass.CLEAN:  # T11: exit 0 in WAIT_CHECKPOINTER only
@@ -593,6 +624,10 @@ class Postmaster:
                 elog.log("LOG", "WAL was shut down unexpectedly")  # CRASH-11
                 self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
         check_pmsignal(s, PMSignalReason.ADVANCE_STATE_MACHINE)
+        self._refresh_walsenders()
+        if check_pmsignal(s, PMSignalReason.START_WALRECEIVER):
+            self.walreceiver_requested = True  # WALRCV-1
+            self._maybe_start_walreceiver()
         promote = check_pmsignal(s, PMSignalReason.PROMOTE) or (Path(self.datadir) / "promote").exists()
         if promote and self.startup_pid and self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY):
             self.kill(self.startup_pid, signal.SIGUSR2)  # REC-5: the startup process unlinks the file
@@ -620,6 +655,7 @@ class Postmaster:
             self.signal_children(signal.SIGTERM, kinds=STOP_SET)  # T6, SHUT-4
             self._set_state(PMState.WAIT_BACKENDS)
         if self.state == PMState.WAIT_BACKENDS:
+            self._refresh_walsenders()
             live = self.children.kinds()
             immediate_or_crash = self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error
             if wait_backends_done(live, immediate_or_crash):
@@ -659,6 +695,7 @@ class Postmaster:
             elog.event(events.REINIT, "LOG", "all server processes terminated; reinitializing",
                        generation=self.generation + 1)  # fmt: skip
             self._remove_temp_files()
+            self.walreceiver_requested = False
             self._create_shmem()
             self._set_state(PMState.STARTUP)
             self._start_checkpointer()
@@ -740,6 +777,7 @@ class Postmaster:
         if self.state in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN) \
                 and not self.checkpointer_pid:  # fmt: skip
             self._start_checkpointer()
+        self._maybe_start_walreceiver()
 
     def exit_postmaster(self, code: int) -> None:
         try:
@@ -855,7 +893,8 @@ def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:
     g.set_internal("server_version", SERVER_VERSION)
     config.apply_logging(g, data_dir)
     try:
-        datadir.read_control(data_dir)  # LocalProcessControlFile: a bad pg_control is FATAL here
+        cf0 = datadir.read_control(data_dir)  # LocalProcessControlFile: a bad pg_control is FATAL here
+        g.set_internal("wal_segment_size", str(cf0.wal_segment_size))
     except (OSError, ValueError) as e:
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         if isinstance(e, OSError):

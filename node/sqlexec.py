@@ -160,8 +160,24 @@ class SqlSession:
         from node import injection
 
         injection.inject("backend-before-commit")
-        self.heap.commit(self.xlog, xid=self.xid, flush=sync)
+        end = self.heap.commit(self.xlog, xid=self.xid, flush=sync)
         injection.inject("backend-after-commit")
+        if end is not None and not sync:
+            # XLogSetAsyncXactLSN: the checkpointer (our walwriter) flushes it soon.
+            ck = me.shm.ckpt
+            if ck.checkpointer_pid:
+                from node.ipc.latch import set_latch
+
+                set_latch(me.shm.procs[ck.checkpointer_slot])
+        if end is not None and sync:
+            # SyncRepWaitForLSN. Unlike PostgreSQL, the transaction is already visible to other
+            # sessions here: waiting before SQLite's COMMIT would hold the one write lock (and
+            # so every other writer) for a network round trip.
+            from node import syncrep
+
+            mode = syncrep.wait_mode(self.s.guc)
+            if mode is not None:
+                syncrep.wait_for_lsn(self.s, me, end, mode)
         count_stat(StatCounter.XACT_COMMIT)
         for counter, n in self._tuples.items():
             count_stat(counter, n)

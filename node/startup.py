@@ -27,6 +27,7 @@ from typing import Any
 
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
+from node.ipc.lwlock import LWLockId
 from node.ipc.pmsignal import send_pmsignal
 from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
 from node.states import DBState, PMSignalReason
@@ -127,6 +128,30 @@ def read_history(dd: Path, timeline: int) -> list[tuple[int, int]]:
     return out
 
 
+def read_backup_label(dd: Path) -> dict[str, Any] | None:
+    """read_backup_label: START WAL LOCATION, CHECKPOINT LOCATION and START TIMELINE."""
+    from node import protocol
+
+    path = dd / "backup_label"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        if key == "START WAL LOCATION":
+            out["start"] = protocol.parse_lsn(value.split()[0])
+        elif key == "CHECKPOINT LOCATION":
+            out["checkpoint"] = protocol.parse_lsn(value.strip())
+        elif key == "START TIMELINE":
+            out["timeline"] = int(value.strip())
+    if "start" not in out or "checkpoint" not in out:
+        raise elog.PGError('invalid data in file "backup_label"', "XX000", severity="FATAL")
+    out.setdefault("timeline", 1)
+    return out
+
+
 def main() -> int:
     from node import datadir
     from node.proc import attach
@@ -169,17 +194,22 @@ def main() -> int:
     elif cf.state == DBState.IN_PRODUCTION:
         elog.log("LOG", f"database system was interrupted; last known up at {_last_known(cf)}")
 
-    from node import xlog
+    from node import replslot, xlog
 
-    history = read_history(dd, cf.timeline)
-    ck_rec, ckpt = xlog.read_checkpoint(dd, cf.wal_segment_size, cf.timeline, cf.checkpoint_lsn, history)
+    replslot.startup_slots(shm, dd)
+    label = read_backup_label(dd)
+    ck_lsn, ck_tli = cf.checkpoint_lsn, cf.timeline
+    if label is not None:
+        ck_lsn, ck_tli = label["checkpoint"], label["timeline"]
+    history = read_history(dd, ck_tli)
+    ck_rec, ckpt = xlog.read_checkpoint(dd, cf.wal_segment_size, ck_tli, ck_lsn, history)
     xl.redo_lsn = ckpt.redo
     xl.next_xid = max(1, ckpt.next_xid)
     xl.replay_lsn = ck_rec.end_lsn
     injection.inject("startup-loop")
 
     if archive:
-        return _archive_recovery(cf, standby, ck_rec, ckpt, history)
+        return _archive_recovery(cf, standby, ck_rec, ckpt, history, label)
     crash = cf.state not in (DBState.SHUTDOWNED, DBState.SHUTDOWNED_IN_RECOVERY) or ckpt.redo < ck_rec.lsn
     if crash:
         elog.log("LOG", "database system was not properly shut down; automatic recovery in progress")
@@ -291,7 +321,8 @@ def _open_wal(end_of_wal: int, last: int) -> None:
     xl.wal_ready = 1
 
 
-def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]]) -> int:
+def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]],
+                      label: dict[str, Any] | None = None) -> int:  # fmt: skip
     from node import datadir
 
     dd = Path(me.datadir)
@@ -300,37 +331,312 @@ def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: l
         elog.log("LOG", "entering standby mode")
     xl.in_recovery = 1
     xl.standby_mode = 1 if standby else 0
-    cf.state = DBState.IN_ARCHIVE_RECOVERY
-    datadir.write_control(dd, cf)
+    target = _target_timeline(dd, cf.timeline)
+    if target != cf.timeline:
+        history = read_history(dd, target)
+    xl.recovery_target_tli = target
+    with me.locks.hold(LWLockId.CONTROL):
+        cf.state = DBState.IN_ARCHIVE_RECOVERY
+        if label is not None:
+            cf.backup_start_lsn = label["start"]
+            cf.end_of_backup_required = True
+            cf.min_recovery_point = max(cf.min_recovery_point, label["start"])
+        datadir.write_control(dd, cf)
+    if label is not None:
+        os.replace(dd / "backup_label", dd / "backup_label.old")
     send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.RECOVERY_STARTED)
-    end_of_wal, last = _redo(cf, ck_rec, ckpt, history, crash=False)
-    # REC-1: no backup end pending and everything local replayed: consistent. (The replication
-    # issue streams more WAL here and checks minRecoveryPoint.)
-    xl.consistent = 1
-    elog.event(events.CONSISTENT, "LOG", f"consistent recovery state reached at {format_lsn(end_of_wal)}",
-               lsn=format_lsn(end_of_wal))  # fmt: skip
-    if me.guc.get("hot_standby"):
-        send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.BEGIN_HOT_STANDBY)
-        elog.event(events.HOT_STANDBY, "DEBUG1", "hot standby opened")
-    latch = me.latch
-    assert latch is not None
-    while True:
-        latch.reset()
-        injection.inject("startup-loop")
-        _handle_interrupts()
-        if me.pending.promote or not standby:
-            if (dd / "promote").exists() or not standby:
-                break
+    rp = StandbyReplay(cf, ck_rec, ckpt, history, target, standby)
+    try:
+        return rp.run()
+    finally:
+        rp.close()
+
+
+def _target_timeline(dd: Path, current: int) -> int:
+    """recovery_target_timeline: 'latest' follows the newest history file that descends from
+    our timeline (findNewestTimeLine), 'current' stays, a number is taken as given."""
+    setting = str(me.guc.get("recovery_target_timeline"))
+    if setting == "current":
+        return current
+    if setting != "latest":
+        return int(setting, 0)
+    best = current
+    for p in (dd / "pg_wal").glob("*.history"):
+        try:
+            tli = int(p.stem, 16)
+        except ValueError:
+            continue
+        if tli > best and any(parent == current for parent, _ in read_history(dd, tli)):
+            best = tli
+    return best
+
+
+class StandbyReplay:
+    """Archive recovery's redo loop (XR: PerformWalRecovery + WaitForWALToBecomeAvailable):
+    replays local WAL, then streamed WAL as the walreceiver flushes it, checks consistency
+    after every record (REC-1), follows new timelines, and stops for promotion."""
+
+    def __init__(self, cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], target: int,
+                 standby: bool) -> None:  # fmt: skip
+        from node import storage, wal
+
+        self.cf = cf
+        self.standby = standby
+        self.dd = Path(me.datadir)
+        self.xl = me.shm.xlog
+        self.segsize = int(cf.wal_segment_size)
+        self.tli = target
+        self.history = history
+        self.conn = storage.connect(self.dd)
+        self.conn.set_busy_timeout(5000)
+        applied, applied_start, applied_xid = storage.applied_state(self.conn)
+        self.applied = applied
+        self.xl.next_xid = max(int(self.xl.next_xid), applied_xid + 1)
+        start = ck_rec.end_lsn if ckpt.redo >= ck_rec.lsn else ckpt.redo
+        self.next: int = start
+        self.prev: int | None = None if start == ckpt.redo else ck_rec.lsn
+        self.last = ck_rec.lsn
+        if applied > start:
+            self.next, self.prev, self.last = applied, applied_start, applied_start
+        self.xl.replay_lsn = self.next
+        self.xl.replay_start_lsn = self.last
+        self.xl.replay_tli = target
+        self.xl.last_ckpt_lsn = ck_rec.lsn
+        self.xl.last_ckpt_redo = ckpt.redo
+        self.xl.last_ckpt_tli = ckpt.timeline
+        self.reader = wal.WalReader(self.dd / wal.XLOGDIR, self.segsize, target, history=history)
+        self.replayed = 0
+        self.started = False
+        self.last_request = -1e9
+        self.promote_pending = False
+
+    def close(self) -> None:
+        self.reader.close()
+        self.conn.close()
+
+    # -- consistency --------------------------------------------------------------------------
+
+    def check_consistency(self) -> None:
+        """CheckRecoveryConsistency (REC-1..3)."""
+        xl = self.xl
+        if xl.consistent:
+            return
+        cf = self.cf
+        if cf.end_of_backup_required or cf.backup_start_lsn:
+            return  # REC-2: the backup end has not been replayed yet
+        if cf.min_recovery_point > self.next:
+            return
+        injection.inject("startup-before-consistent")
+        xl.consistent = 1
+        elog.event(events.CONSISTENT, "LOG", f"consistent recovery state reached at {format_lsn(self.next)}",
+                   lsn=format_lsn(self.next))  # fmt: skip
+        if me.guc.get("hot_standby"):
+            send_pmsignal(me.shm, me.postmaster_pid, PMSignalReason.BEGIN_HOT_STANDBY)
+            elog.event(events.HOT_STANDBY, "DEBUG1", "hot standby opened")
+
+    # -- redo ---------------------------------------------------------------------------------
+
+    def _promote_requested(self) -> bool:
+        if self.promote_pending:
+            return True
+        if me.pending.promote:
             me.pending.promote = False
-        report_wait("Activity", "RecoveryWalStream")
-        rc = latch.wait(5.0)
-        report_wait_end()
-        if rc & WL_POSTMASTER_DEATH:
-            return 1
-    return _end_archive_recovery(cf, standby, end_of_wal, last)
+            if (self.dd / "promote").exists():  # CheckForStandbyTrigger
+                elog.event(events.PROMOTE, "LOG", "received promotion request")
+                (self.dd / "promote").unlink(missing_ok=True)
+                self.promote_pending = True
+        return self.promote_pending
+
+    def replay_available(self, upto: int | None, *, delay: bool = True) -> int:
+        """Replay the complete records from self.next (up to `upto` if given). Returns how many."""
+        from node import storage, wal
+
+        n = 0
+        xl = self.xl
+        for rec in self.reader.iter_from(self.next, prev=self.prev, upto=upto):
+            if not self.started:
+                self.started = True
+                elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(rec.lsn)}", crash=False)
+                injection.inject("startup-redo")
+            if rec.rmid == wal.Rmgr.XACT and rec.info == wal.XactInfo.COMMIT:
+                commit_time = storage.decode_xact(rec.payload)[0]
+                if delay and not self._apply_delay(commit_time):
+                    return n  # promotion ends the delay; the record stays unapplied for now
+                if storage.apply_commit(self.conn, rec.end_lsn, rec.payload, self.applied, start_lsn=rec.lsn,
+                                        xid=rec.xid):  # fmt: skip
+                    self.applied = rec.end_lsn
+                xl.last_xact_replay_ts = commit_time
+                xl.next_xid = max(int(xl.next_xid), rec.xid + 1)
+            elif rec.rmid == wal.Rmgr.XLOG:
+                self._xlog_record(rec)
+            self.next, self.prev, self.last = rec.end_lsn, rec.lsn, rec.lsn
+            xl.replay_start_lsn = rec.lsn
+            xl.replay_lsn = rec.end_lsn
+            self.replayed += 1
+            n += 1
+            self.check_consistency()
+            if n % 64 == 0:
+                _handle_interrupts()
+                if self._promote_requested():
+                    break
+        if n:
+            w = me.shm.walrcv
+            if w.pid and w.latch_slot >= 0:
+                w.force_reply = 1  # the primary learns the new apply position (remote_apply)
+                set_latch(me.shm.procs[w.latch_slot])
+        return n
+
+    def _xlog_record(self, rec: Any) -> None:
+        from node import datadir, wal
+
+        xl = self.xl
+        if rec.info in (wal.XlogInfo.CHECKPOINT_ONLINE, wal.XlogInfo.CHECKPOINT_SHUTDOWN):
+            ck = wal.CheckPoint.unpack(rec.payload)
+            xl.next_xid = max(int(xl.next_xid), ck.next_xid)
+            xl.last_ckpt_lsn = rec.lsn
+            xl.last_ckpt_redo = ck.redo if ck.redo < rec.lsn else rec.lsn
+            xl.last_ckpt_tli = ck.timeline
+        elif rec.info == wal.XlogInfo.BACKUP_END:
+            start = wal.unpack_backup_end(rec.payload)
+            cf = self.cf
+            if cf.backup_start_lsn and start == cf.backup_start_lsn:
+                with me.locks.hold(LWLockId.CONTROL):
+                    cf.backup_start_lsn = 0
+                    cf.end_of_backup_required = False
+                    cf.backup_end_lsn = rec.end_lsn
+                    cf.min_recovery_point = max(cf.min_recovery_point, rec.end_lsn)
+                    cf.min_recovery_tli = self.tli
+                    current = datadir.read_control(self.dd)
+                    cf.checkpoint_lsn, cf.redo_lsn = current.checkpoint_lsn, current.redo_lsn
+                    datadir.write_control(self.dd, cf)
+                elog.event(events.BACKUP_END, "DEBUG1", "end of backup reached", lsn=format_lsn(rec.end_lsn))
+
+    def _apply_delay(self, commit_time: float) -> bool:
+        """recovery_min_apply_delay (recoveryApplyDelay): only once consistent, as in PostgreSQL.
+        False when a promotion request ended the wait."""
+        delay_ms = int(me.guc.get("recovery_min_apply_delay"))
+        if delay_ms <= 0 or not self.xl.consistent:
+            return True
+        latch = me.latch
+        assert latch is not None
+        while True:
+            latch.reset()
+            _handle_interrupts()
+            if self._promote_requested():
+                return False
+            left = commit_time + int(me.guc.get("recovery_min_apply_delay")) / 1000.0 - time.time()
+            if left <= 0:
+                return True
+            report_wait("Timeout", "RecoveryApplyDelay")
+            rc = latch.wait(left)
+            report_wait_end()
+            if rc & WL_POSTMASTER_DEATH:
+                raise SystemExit(1)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _streaming_upto(self) -> int | None:
+        """How far WAL may be read: the walreceiver's flush position while it streams our
+        timeline (a segment may be half written past it), else the end of valid local WAL."""
+        w = me.shm.walrcv
+        if w.state != 0 and w.received_tli == self.tli:
+            return int(w.flushed_lsn)
+        return None
+
+    def _maybe_request_streaming(self) -> None:
+        from node import walreceiver
+
+        conninfo = str(me.guc.get("primary_conninfo") or "")
+        if not self.standby or not conninfo:
+            return
+        shm = me.shm
+        w = shm.walrcv
+        interval = int(me.guc.get("wal_retrieve_retry_interval")) / 1000.0
+        now = time.monotonic()
+        if not walreceiver.running(shm, me.locks):
+            if now - self.last_request >= interval:
+                self.last_request = now
+                walreceiver.request_streaming(shm, me.locks, conninfo, str(me.guc.get("primary_slot_name") or ""),
+                                              self.next, self.tli)  # fmt: skip
+        elif w.state == walreceiver.WAITING:
+            # The primary ended our timeline: look for the timeline that follows (rescanLatestTimeLine).
+            if self._rescan_timelines() or now - self.last_request >= interval:
+                self.last_request = now
+                walreceiver.request_streaming(shm, me.locks, conninfo, str(me.guc.get("primary_slot_name") or ""),
+                                              self.next, self.tli)  # fmt: skip
+
+    def _next_wakeup(self) -> float:
+        interval = int(me.guc.get("wal_retrieve_retry_interval")) / 1000.0
+        return max(0.01, min(5.0, self.last_request + interval - time.monotonic() + 0.001))
+
+    def _rescan_timelines(self) -> bool:
+        from node import wal
+
+        if str(me.guc.get("recovery_target_timeline")) != "latest":
+            return False
+        newest = _highest_timeline(self.dd, self.tli)
+        if newest <= self.tli:
+            return False
+        hist = read_history(self.dd, newest)
+        switch = next((lsn for parent, lsn in hist if parent == self.tli), None)
+        if switch is None:
+            return False
+        if switch < self.next:
+            elog.log("LOG", f"new timeline {newest} forked off current database system timeline {self.tli} before "
+                     f"current recovery point {format_lsn(self.next)}")  # fmt: skip
+            return False
+        old = self.tli
+        self.tli = newest
+        self.history = hist
+        self.reader.close()
+        self.reader = wal.WalReader(self.dd / wal.XLOGDIR, self.segsize, newest, history=hist)
+        self.xl.recovery_target_tli = newest
+        self.xl.replay_tli = newest
+        elog.event(events.TIMELINE_SWITCH, "LOG", f"new target timeline is {newest}", old=old, new=newest)
+        return True
+
+    def run(self) -> int:
+        latch = me.latch
+        assert latch is not None
+        w = me.shm.walrcv
+        w.startup_slot = me.slot
+        self.check_consistency()  # REC-1: may hold before the first record
+        while True:
+            latch.reset()
+            injection.inject("startup-loop")
+            _handle_interrupts()
+            if self.standby and self._promote_requested():
+                break
+            upto = self._streaming_upto()
+            n = self.replay_available(upto)
+            if n:
+                continue
+            if not self.standby:
+                break  # recovery.signal without a restore_command: the end of local WAL ends recovery
+            self._maybe_request_streaming()
+            report_wait("Activity", "RecoveryWalStream")
+            rc = latch.wait(self._next_wakeup())
+            report_wait_end()
+            if rc & WL_POSTMASTER_DEATH:
+                return 1
+        return self.finish()
+
+    def finish(self) -> int:
+        """Promotion (REC-5 (3)): stop the walreceiver, replay what arrived, then end recovery."""
+        from node import walreceiver
+
+        walreceiver.shutdown_walrcv(me.shm, me.locks)
+        upto = int(me.shm.walrcv.flushed_lsn) if me.shm.walrcv.received_tli == self.tli else None
+        self.replay_available(upto, delay=False)
+        if self.reader.end_reason and self.replayed:
+            elog.log("DEBUG2" if self.reader.missing_segment else "LOG", self.reader.end_reason)
+        self.conn.close()
+        self.conn = __import__("node.storage", fromlist=["connect"]).connect(self.dd)
+        return _end_archive_recovery(self.cf, self.standby, self.next, self.last, self.tli, self.history)
 
 
-def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int) -> int:
+def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int, replay_tli: int,
+                          replay_history: list[tuple[int, int]]) -> int:  # fmt: skip
     """Promotion (REC-5): a new timeline starting at the end of replayed WAL."""
     import shutil
 
@@ -339,16 +645,15 @@ def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int) ->
     dd = Path(me.datadir)
     xl = me.shm.xlog
     if standby:
-        elog.event(events.PROMOTE, "LOG", "received promotion request")
         (dd / "promote").unlink(missing_ok=True)
     elog.log("LOG", f"redo done at {format_lsn(last)} system usage: CPU: user: 0.00 s, "
              "system: 0.00 s, elapsed: 0.00 s")  # fmt: skip
-    new_tli = _highest_timeline(dd, cf.timeline) + 1
+    new_tli = _highest_timeline(dd, replay_tli) + 1
     elog.log("LOG", f"selected new timeline ID: {new_tli}")
     segsize = int(xl.segsize)
     # XLogInitNewTimeline: the new timeline's first segment starts as a copy of the old one up to
     # the switch point, so readers of the new timeline find the records before it there too.
-    old_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, cf.timeline, segsize)
+    old_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, replay_tli, segsize)
     new_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, new_tli, segsize)
     if old_seg.exists() and not new_seg.exists():
         tmp = new_seg.with_suffix(".tmp")
@@ -361,9 +666,9 @@ def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int) ->
             os.fsync(f.fileno())
         os.replace(tmp, new_seg)
     hist = dd / "pg_wal" / f"{new_tli:08X}.history"
-    prev = dd / "pg_wal" / f"{cf.timeline:08X}.history"
+    prev = dd / "pg_wal" / f"{replay_tli:08X}.history"
     content = prev.read_text() if prev.exists() else ""
-    content += f"{cf.timeline}\t{format_lsn(end_of_wal)}\tno recovery target specified\n"
+    content += f"{replay_tli}\t{format_lsn(end_of_wal)}\tno recovery target specified\n"
     tmp = hist.with_suffix(".tmp")
     tmp.write_text(content)
     os.replace(tmp, hist)
@@ -381,12 +686,15 @@ def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int) ->
     try:
         XLog(dd, xl, fsync=bool(me.guc.get("fsync"))).append(
             wal.Rmgr.XLOG, wal.XlogInfo.END_OF_RECOVERY, 0,
-            wal.EndOfRecovery(time.time(), new_tli, cf.timeline).pack(), flush=True)
+            wal.EndOfRecovery(time.time(), new_tli, replay_tli).pack(), flush=True)
     finally:
         heap.rollback()
         heap.close()
-    cf.prev_timeline = cf.timeline
+    cf = datadir.read_control(dd)
+    cf.prev_timeline = replay_tli
     cf.timeline = new_tli
+    cf.min_recovery_point = 0
+    cf.min_recovery_tli = 0
     cf.state = DBState.IN_PRODUCTION
     datadir.write_control(dd, cf)
     xl.in_recovery = 0

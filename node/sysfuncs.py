@@ -350,3 +350,6 @@ def txid_current(s: Any) -> int:
         sqls.commit()
         return xid
     return int(sqls.xid)
+
+
+from node import replviews  # noqa: E402,F401 - registers the replication views and functions

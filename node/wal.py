@@ -119,6 +119,7 @@ class XlogInfo(IntEnum):
     CHECKPOINT_ONLINE = 0x10
     NOOP = 0x20
     SWITCH = 0x40
+    BACKUP_END = 0x50
     END_OF_RECOVERY = 0x90
 
 
@@ -172,6 +173,20 @@ class CheckPoint:
             raise ValueError(f"checkpoint record payload has {len(data)} bytes, expected {_CHECKPOINT.size}")
         redo, tli, prev_tli, next_xid, t, fpw = _CHECKPOINT.unpack(data)
         return cls(redo, tli, prev_tli, next_xid, t, bool(fpw))
+
+
+_BACKUP_END: Final = struct.Struct("<Q")
+
+
+def pack_backup_end(start_lsn: int) -> bytes:
+    """Payload of BACKUP_END: the backup's start LSN (as xlog_redo reads it)."""
+    return _BACKUP_END.pack(start_lsn)
+
+
+def unpack_backup_end(data: bytes) -> int:
+    if len(data) != _BACKUP_END.size:
+        raise ValueError(f"backup-end payload has {len(data)} bytes, expected {_BACKUP_END.size}")
+    return int(_BACKUP_END.unpack(data)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +489,27 @@ class WalWriter:
 
     # -- public API --
 
+    def write_raw(self, lsn: int, data: bytes | memoryview) -> None:
+        """Put streamed bytes at their LSN (a walreceiver's XLogWalRcvWrite); sync() makes them
+        durable. The positions of this writer are not used."""
+        if data:
+            self._write(lsn, bytes(data))
+
+    def sync(self) -> None:
+        """fsync every segment written since the last sync (XLogWalRcvFlush's issue_xlog_fsync)."""
+        if self.fsync_enabled:
+            for segno in sorted(self._dirty):
+                fd = self._open(segno, create=False)
+                if fd is not None:
+                    os.fsync(fd)
+            if self._dir_dirty:
+                _fsync_dir(self.waldir)
+        self._dirty.clear()
+        self._dir_dirty = False
+        if len(self._fds) > self._KEEP_OPEN:
+            for segno in sorted(self._fds)[: -self._KEEP_OPEN]:
+                os.close(self._fds.pop(segno))
+
     def append(self, rmid: int, info: int, xid: int, payload: bytes | bytearray | memoryview) -> tuple[int, int]:
         """Write one record at insert_lsn (no fsync). Returns (start LSN, end LSN); end is where the
         next record starts (the next segment boundary after a SWITCH)."""
@@ -568,6 +604,9 @@ class _Missing(Exception):
         self.name = name
 
 
+MissingSegment = _Missing  # raised by WalReader.read_raw: `.name` is the segment file looked for
+
+
 class WalReader:
     """Reads records of `timeline` (and, given `history`, of its ancestors) from `waldir`.
 
@@ -627,7 +666,11 @@ class WalReader:
             n -= k
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _decode(self, lsn: int, prev: int | None) -> Record | str:
+    def read_raw(self, lsn: int, n: int) -> bytes:
+        """The stream's bytes [lsn, lsn+n), as a walsender sends them. Raises MissingSegment."""
+        return self._read(lsn, n)
+
+    def _decode(self, lsn: int, prev: int | None, upto: int | None = None) -> Record | str | None:
         """The record at lsn, or why there is none. `prev` None = random access (the prev-link
         only has to point backwards), else the exact LSN the prev-link must hold. The checks and
         their order are ValidXLogRecordHeader's, then the length limit, then ValidXLogRecord's."""
@@ -646,6 +689,8 @@ class WalReader:
             return f"record with incorrect prev-link {format_lsn(xl_prev)} at {at}"
         if tot_len > MAX_RECORD_LEN:
             return f"record length {tot_len} at {at} too long"
+        if upto is not None and lsn + tot_len > upto:
+            return None  # not all of it has arrived yet (a standby reading streamed WAL)
         if tot_len <= len(first):
             payload = first[SIZE_OF_XLOG_RECORD:tot_len]
         else:
@@ -655,14 +700,17 @@ class WalReader:
         end = _next_record_lsn(lsn, tot_len, rmid, info, self.segsize)
         return Record(lsn, end, xid, xl_prev, rmid, info, payload)
 
-    def _try(self, lsn: int, prev: int | None) -> Record | None:
+    def _try(self, lsn: int, prev: int | None, upto: int | None = None) -> Record | None:
         if lsn < self.segsize or lsn % MAXIMUM_ALIGNOF:
             raise ValueError(f"invalid WAL record position {format_lsn(lsn)}")
         try:
-            got = self._decode(lsn, prev)
+            got = self._decode(lsn, prev, upto)
         except _Missing as m:
             self.missing_segment = m.name
             got = _missing_file_reason(m.name)
+        if got is None:
+            self.end_of_wal = lsn
+            return None
         if isinstance(got, str):
             self.end_reason = got
             self.end_of_wal = lsn
@@ -690,12 +738,14 @@ class WalReader:
         `end_reason` says why (PostgreSQL's wording), `end_of_wal` is where WAL ends (the next
         record would go there) and `missing_segment` names a segment file that did not exist.
         `prev`, if given, is checked exactly against the first record's prev-link too. `upto`
-        (e.g. the flush LSN, for a WAL sender) stops before any record starting at or after it,
+        (e.g. how far a standby has received WAL) stops before any record not wholly before it,
         without a reason: bytes past it may be in the middle of being written."""
         self._reset()
         expected = prev
         while upto is None or lsn < upto:
-            rec = self._try(lsn, expected)
+            if upto is not None and upto - lsn < SIZE_OF_XLOG_RECORD:
+                break
+            rec = self._try(lsn, expected, upto)
             if rec is None:
                 return
             yield rec

@@ -52,6 +52,7 @@ class XLog:
         c.insert_lsn = end
         if flush:
             c.flush_lsn = w.flush(end)
+            wakeup_walsenders()
         return start, end
 
     def append_commit(self, xid: int, payload: bytes, *, flush: bool) -> tuple[int, int]:
@@ -59,7 +60,10 @@ class XLog:
 
     def flush(self) -> int:
         w = self._writer_at_shared_position()
+        before = int(self.ctl.flush_lsn)
         self.ctl.flush_lsn = w.flush(int(self.ctl.insert_lsn))
+        if self.ctl.flush_lsn != before:
+            wakeup_walsenders()
         return int(self.ctl.flush_lsn)
 
     def next_xid(self) -> int:
@@ -72,6 +76,20 @@ class XLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def wakeup_walsenders() -> None:
+    """WalSndWakeup after a flush: set the latch of every walsender (their latch pointers)."""
+    from node.ipc.latch import set_latch
+    from node.proc import me
+
+    shm = me.shm
+    if shm is None:
+        return
+    procs = shm.procs
+    for ws in shm.walsnd:
+        if ws.pid and ws.latch_slot >= 0:
+            set_latch(procs[ws.latch_slot])
 
 
 def bootstrap_wal(datadir: str | Path, segsize: int, timeline: int = 1) -> int:

@@ -82,6 +82,55 @@ class LocalNode:
         self.append_conf(**base)
         return self
 
+    def init_from_backup(self, primary: LocalNode, *, standby: bool = True, slot: str | None = None,
+                         **settings: Any) -> LocalNode:  # fmt: skip
+        """Clone `primary` with `pgbed basebackup` (-R for a standby) and give the copy its own
+        port and socket directory (TAP's init_from_backup with has_streaming)."""
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "node", "basebackup", "-h", primary.host, "-p", str(primary.port),
+               "-D", str(self.datadir), "-U", "postgres", "--application-name", self.name]  # fmt: skip
+        if standby:
+            cmd.append("-R")
+        if slot:
+            cmd += ["-S", slot]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=DEFAULT_TIMEOUT)
+        if r.returncode != 0:
+            raise NodeError(f"pgbed basebackup failed ({r.returncode}): {r.stderr}\n{primary._evidence('backup')}")
+        base = {
+            "port": self.port,
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.sockdir}'",
+            "cluster_name": f"'{self.name}'",
+        }
+        base.update(settings)
+        self.append_conf(**base)
+        return self
+
+    def lsn(self, kind: str = "flush") -> int:
+        """TAP's lsn(): insert/flush on a primary, receive/replay on a standby."""
+        from node.protocol import parse_lsn
+
+        q = {"insert": "pg_current_wal_insert_lsn()", "flush": "pg_current_wal_flush_lsn()",
+             "write": "pg_current_wal_lsn()", "receive": "pg_last_wal_receive_lsn()",
+             "replay": "pg_last_wal_replay_lsn()"}[kind]  # fmt: skip
+        v = self.sql(f"SELECT {q}")[0][0]
+        return parse_lsn(v) if v else 0
+
+    def wait_for_catchup(self, standby: LocalNode, mode: str = "replay", target: int | None = None,
+                         timeout: float = DEFAULT_TIMEOUT) -> None:  # fmt: skip
+        """Wait until `standby`'s walsender on this node reports `mode` (sent/write/flush/replay)
+        at or past `target` (default: our current flush position)."""
+        from node.protocol import parse_lsn
+
+        goal = self.lsn("flush") if target is None else target
+        col = f"{mode}_lsn"
+
+        def check() -> Any:
+            rows = self.sql(f"SELECT {col} FROM pg_stat_replication WHERE application_name = %s", (standby.name,))
+            return bool(rows and rows[0][0] and parse_lsn(rows[0][0]) >= goal)
+
+        self.poll_until(check, timeout=timeout, what=f"{standby.name} {mode} catching up to {goal:X}")
+
     def append_conf(self, **settings: Any) -> None:
         with open(self.datadir / "postgresql.conf", "a") as f:
             for k, v in settings.items():

@@ -38,6 +38,7 @@ WL_LATCH_SET = 1
 WL_SOCKET_READABLE = 2
 WL_TIMEOUT = 4
 WL_POSTMASTER_DEATH = 8
+WL_SOCKET_WRITEABLE = 16
 
 
 def _noop_handler(signum: int, frame: Any) -> None:
@@ -118,20 +119,29 @@ class Latch:
         r, _, _ = select.select([self.death_fd], [], [], 0)
         return not r
 
-    def wait(self, timeout: float | None, *, socket_readable: bool = False) -> int:
-        """Sleep until the latch is set, the socket (if watched and asked for) is readable,
-        the postmaster dies, or `timeout` seconds pass. Returns a WL_* bit mask."""
+    def wait(self, timeout: float | None, *, socket_readable: bool = False, socket_writable: bool = False) -> int:
+        """Sleep until the latch is set, the socket (if watched and asked for) is readable (or
+        writable), the postmaster dies, or `timeout` seconds pass. Returns a WL_* bit mask."""
         if self.is_set():
             return WL_LATCH_SET
-        events = self.sel.select(timeout)
+        if socket_writable and self._sock is not None:
+            self.sel.modify(self._sock, selectors.EVENT_READ | selectors.EVENT_WRITE, "socket")
+        try:
+            events = self.sel.select(timeout)
+        finally:
+            if socket_writable and self._sock is not None:
+                self.sel.modify(self._sock, selectors.EVENT_READ, "socket")
         result = 0
-        for key, _ in events:
+        for key, mask in events:
             if key.data == "latch":
                 self._drain()
             elif key.data == "death":
                 result |= WL_POSTMASTER_DEATH
-            elif key.data == "socket" and socket_readable:
-                result |= WL_SOCKET_READABLE
+            elif key.data == "socket":
+                if socket_readable and mask & selectors.EVENT_READ:
+                    result |= WL_SOCKET_READABLE
+                if socket_writable and mask & selectors.EVENT_WRITE:
+                    result |= WL_SOCKET_WRITEABLE
         if self.is_set():
             result |= WL_LATCH_SET
         if not events and not result:
@@ -145,6 +155,8 @@ def set_latch(entry: Any) -> None:
     The owner pid is read once; a dead or recycled pid is ignored (P-7) — a recycled pid
     only gets a stray SIGURG, which every pgbed process treats as a no-op wakeup.
     """
+    if entry.latch_is_set:
+        return  # already set: its owner has not reset it yet, so it will see our flag (SIG-3)
     entry.latch_is_set = 1
     owner = entry.latch_owner
     if owner and owner != os.getpid():

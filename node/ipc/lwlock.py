@@ -27,7 +27,11 @@ class LWLockId(enum.IntEnum):
     INJECTION = 1  # the SQL-armed injection-point table
     CHECKPOINT = 2  # checkpoint request counters
     BGWORKER = 3  # bgworker slots (bgworker issue)
-    WALSND = 4  # WalSnd slots (replication issue)
+    WALSND = 4  # claiming and freeing WalSnd slots
+    WALRCV = 5  # WalRcv state transitions
+    REPLSLOT = 6  # creating and dropping replication slots
+    SYNCREP = 7  # the released-LSN triple of synchronous replication
+    CONTROL = 8  # ControlFileLock: read-modify-write of pg_control by the startup process/checkpointer
 
 
 class LWLocks:

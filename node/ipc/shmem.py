@@ -23,6 +23,16 @@ Ownership NOTES
 - ckpt_*: requesters bump `ckpt_request`/`ckpt_flags` under the checkpoint lock; the
   checkpointer bumps `ckpt_started`/`ckpt_done`.
 - injection tables: see node/injection.py.
+- walsnd[i] (WALSND-1/2): claimed by a walsender under LWLockId.WALSND (pid written first by the
+  claimer, cleared last by the owner on exit); the owner alone writes positions and state under
+  the slot's seqlock; the primary's backends and the checkpointer only read, except
+  `procsig_stopping`, which the checkpointer sets (PROCSIG_WALSND_INIT_STOPPING).
+- walrcv (WALRCV-1/2): the startup process writes the request fields (state STOPPED→STARTING,
+  WAITING→RESTARTING, start point, conninfo); the walreceiver writes everything else, under
+  LWLockId.WALRCV for state changes.
+- replslots[i]: created/dropped under LWLockId.REPLSLOT; restart_lsn advanced by the walsender
+  that has the slot active.
+- syncrep: the walsenders publish the released LSN per wait mode; committing backends read it.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ INJ_ARG_LEN = 32
 INJ_SLOTS = 32
 PMSIGNAL_SLOTS = 16
 COUNTER_SLOTS = 64
+CONNINFO_LEN = 512
 
 
 class ProcEntry(ctypes.Structure):
@@ -64,6 +75,8 @@ class ProcEntry(ctypes.Structure):
         ("state_change", c_double),
         ("client_port", c_int32),
         ("cancel_key", c_uint32),
+        ("sync_wait_lsn", c_uint64),  # SyncRepWaitForLSN: 0 = not waiting (written by the owner)
+        ("sync_wait_mode", c_uint8),
         ("backend_type", ctypes.c_char * NAME_LEN),
         ("application_name", ctypes.c_char * NAME_LEN),
         ("client_addr", ctypes.c_char * 48),
@@ -108,10 +121,107 @@ class XLogCtl(ctypes.Structure):
         ("insert_lsn", c_uint64),  # where the next record starts
         ("prev_lsn", c_uint64),  # start of the last record written
         ("flush_lsn", c_uint64),  # WAL durable up to here
-        ("replay_lsn", c_uint64),
+        ("replay_lsn", c_uint64),  # end of the last replayed record
+        ("replay_start_lsn", c_uint64),  # start of the last replayed record
         ("redo_lsn", c_uint64),
         ("next_xid", c_uint64),
         ("segsize", c_uint64),
+        ("replay_tli", c_uint32),  # timeline of the last replayed record
+        ("recovery_target_tli", c_uint32),
+        ("last_xact_replay_ts", c_double),  # commit time of the last replayed COMMIT (0 = none)
+        ("last_ckpt_lsn", c_uint64),  # last checkpoint record replayed (restartpoint candidate)
+        ("last_ckpt_redo", c_uint64),
+        ("last_ckpt_tli", c_uint32),
+        ("running_backups", c_uint32),  # BASE_BACKUPs in progress (they hold WAL from backup_hold_lsn)
+        ("backup_hold_lsn", c_uint64),
+        ("promote_generation", c_uint32),  # bumped when recovery ends (sessions report in_hot_standby)
+    ]
+
+
+WALSND_STATES = ("startup", "catchup", "streaming", "backup", "stopping")
+
+
+class WalSndEntry(ctypes.Structure):
+    """One WalSnd slot (WS: WalSnd). pid is written first on claim and cleared last (WALSND-2);
+    `latch_slot` is the child slot whose ProcEntry holds the owner's latch (the latch pointer)."""
+
+    _fields_ = [
+        ("changecount", c_uint32),  # seqlock over the positions, odd while the owner writes
+        ("pid", c_int32),
+        ("state", c_uint8),  # index into WALSND_STATES
+        ("procsig_stopping", c_uint8),  # PROCSIG_WALSND_INIT_STOPPING, set by the checkpointer
+        ("is_sync_candidate", c_uint8),
+        ("latch_slot", c_int32),  # -1 = no latch
+        ("sync_priority", c_int32),
+        ("sent_lsn", c_uint64),
+        ("write_lsn", c_uint64),
+        ("flush_lsn", c_uint64),
+        ("apply_lsn", c_uint64),
+        ("write_lag", c_double),  # seconds, -1 = NULL
+        ("flush_lag", c_double),
+        ("apply_lag", c_double),
+        ("reply_time", c_double),  # 0 = never
+        ("application_name", ctypes.c_char * NAME_LEN),
+    ]
+
+
+WALRCV_STATES = ("stopped", "starting", "streaming", "waiting", "restarting", "stopping")
+
+
+class WalRcvCtl(ctypes.Structure):
+    """The WalRcv struct (WR/WRF). See the module notes for who writes which field."""
+
+    _fields_ = [
+        ("changecount", c_uint32),
+        ("pid", c_int32),
+        ("state", c_uint8),  # index into WALRCV_STATES
+        ("ready_to_display", c_uint8),
+        ("force_reply", c_uint8),
+        ("latch_slot", c_int32),
+        ("startup_slot", c_int32),  # the startup process's latch, woken at each flush and at exit
+        ("start_time", c_double),  # when STARTING was requested (WALRCV-3)
+        ("receive_start_lsn", c_uint64),
+        ("receive_start_tli", c_uint32),
+        ("received_tli", c_uint32),
+        ("written_lsn", c_uint64),
+        ("flushed_lsn", c_uint64),
+        ("latest_end_lsn", c_uint64),
+        ("latest_end_time", c_double),
+        ("last_msg_send_time", c_double),
+        ("last_msg_receipt_time", c_double),
+        ("sender_port", c_int32),
+        ("end_of_timeline_lsn", c_uint64),  # where the primary ended the stream (WAITING)
+        ("end_of_timeline_tli", c_uint32),
+        ("next_tli", c_uint32),
+        ("conninfo", ctypes.c_char * CONNINFO_LEN),
+        ("slot_name", ctypes.c_char * NAME_LEN),
+        ("sender_host", ctypes.c_char * NAME_LEN),
+    ]
+
+
+class ReplSlotEntry(ctypes.Structure):
+    """One physical replication slot (repl/slot.c: ReplicationSlot)."""
+
+    _fields_ = [
+        ("in_use", c_uint8),
+        ("temporary", c_uint8),
+        ("active_pid", c_int32),
+        ("restart_lsn", c_uint64),
+        ("restart_tli", c_uint32),
+        ("dirty", c_uint8),
+        ("name", ctypes.c_char * NAME_LEN),
+    ]
+
+
+SYNC_REP_MODES = ("remote_write", "on", "remote_apply")  # WalSndCtl->lsn[] index: write, flush, apply
+
+
+class SyncRepCtl(ctypes.Structure):
+    """WalSndCtl's sync part: LSNs up to which waiters may be released, per wait mode."""
+
+    _fields_ = [
+        ("lsn", c_uint64 * 3),
+        ("sync_standbys_defined", c_uint8),
     ]
 
 
@@ -140,6 +250,8 @@ class ShmemSizes:
     dead-man switch flag per slot."""
 
     n_procs: int
+    n_walsenders: int = 10
+    n_replslots: int = 10
 
 
 def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
@@ -160,6 +272,10 @@ def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
             ("inj_setting", InjEntry * INJ_SLOTS),
             ("inj_sql", InjEntry * INJ_SLOTS),
             ("counters", c_uint64 * COUNTER_SLOTS),
+            ("walsnd", WalSndEntry * max(1, sizes.n_walsenders)),
+            ("walrcv", WalRcvCtl),
+            ("replslots", ReplSlotEntry * max(1, sizes.n_replslots)),
+            ("syncrep", SyncRepCtl),
         ]
 
     return ShmemLayout

@@ -72,7 +72,8 @@ def test_invalid_startup_config_refuses_to_start(node_factory) -> None:
 
 def test_show_set_reset_current_setting(node: LocalNode) -> None:
     with node.connect() as c:
-        assert c.execute("SHOW wal_segment_size").fetchone() == ("16MB",)
+        # The test nodes are initialised with 1 MB segments: SHOW reports pg_control's size.
+        assert c.execute("SHOW wal_segment_size").fetchone() == ("1MB",)
         assert c.execute("SHOW port").fetchone() == (str(node.port),)
         c.execute("SET application_name TO 'probe'")
         assert c.info.parameter_status("application_name") == "probe"  # ParameterStatus resent
