@@ -126,8 +126,8 @@ class LocalNode:
         col = f"{mode}_lsn"
 
         def check() -> Any:
-            rows = self.sql(f"SELECT {col} FROM pg_stat_replication WHERE application_name = %s", (standby.name,))
-            return bool(rows and rows[0][0] and parse_lsn(rows[0][0]) >= goal)
+            rows = self.sql(f"SELECT {col}, application_name FROM pg_stat_replication")
+            return any(r[0] and r[1] == standby.name and parse_lsn(r[0]) >= goal for r in rows)
 
         self.poll_until(check, timeout=timeout, what=f"{standby.name} {mode} catching up to {goal:X}")
 

@@ -36,3 +36,21 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., LocalNode]]:
 @pytest.fixture
 def node(node_factory: Callable[..., LocalNode]) -> LocalNode:
     return node_factory()
+
+
+@pytest.fixture
+def standby_factory(tmp_path: Path) -> Iterator[Callable[..., LocalNode]]:
+    """A streaming standby cloned from a running primary with `pgbed basebackup -R`."""
+    nodes: list[LocalNode] = []
+
+    def make(primary: LocalNode, name: str = "standby", *, start: bool = True, **settings: Any) -> LocalNode:
+        n = LocalNode(tmp_path, name)
+        nodes.append(n)
+        n.init_from_backup(primary, **settings)
+        if start:
+            n.start()
+        return n
+
+    yield make
+    for n in nodes:
+        n.teardown()
