@@ -367,6 +367,7 @@ class Session:
         self.param_oids: list[int] = []  # declared parameter types of the running statement
         self.portal_results: dict[str, Any] = {}  # SQL-layer portals run at Describe
         self.sql: Any = None  # node.sqlexec.SqlSession, opened at the first statement needing the heap
+        self.in_hot_standby = False
 
     def sql_session(self) -> Any:
         if self.sql is None:
@@ -440,7 +441,8 @@ class Session:
             except GucError as err:
                 raise elog.fatal(err.message, err.sqlstate, detail=err.detail, hint=err.hint) from None
         self.guc.set_internal("session_authorization", self.user)
-        self.guc.set_internal("in_hot_standby", "on" if me.shm.xlog.in_recovery else "off")
+        self.in_hot_standby = bool(me.shm.xlog.in_recovery)
+        self.guc.set_internal("in_hot_standby", "on" if self.in_hot_standby else "off")
         self.guc.set_internal("default_transaction_read_only", "on" if me.shm.xlog.in_recovery else "off")
         elog.ctx.user = self.user
         elog.ctx.dbname = self.database
@@ -555,6 +557,7 @@ class Session:
                 return 0
             if self.ignore_till_sync and t != "S":
                 continue
+            self._check_recovery_ended()
             try:
                 injection.inject("backend-loop")
                 try:
@@ -575,7 +578,16 @@ class Session:
                 else:
                     send_ready = True
 
+    def _check_recovery_ended(self) -> None:
+        if self.in_hot_standby and not me.shm.xlog.in_recovery:
+            # Recovery ended under this session (promotion): in_hot_standby goes off with a
+            # ParameterStatus, and the session may write without reconnecting.
+            self.in_hot_standby = False
+            self.guc.set_internal("in_hot_standby", "off")
+            self.guc.set_internal("default_transaction_read_only", "off")
+
     def _report_param_changes(self) -> None:
+        self._check_recovery_ended()
         for name, value in self.guc.take_report_changes().items():
             self.conn.send(P.parameter_status(name, value))
         if self.guc.show("application_name") != elog.ctx.application_name:
