@@ -54,9 +54,15 @@ def _latch_owner(slot: int) -> int:
 
 
 def _walsnd_rows(s: Any) -> list[dict[str, Any]]:
+    """Read under LWLockId.WALSND, as PostgreSQL reads a slot under its spinlock: a claim or a
+    release in progress is never seen half done (unless the historic bug does half of it
+    outside the lock)."""
+    from node.ipc.lwlock import LWLockId
+
+    with me.locks.hold(LWLockId.WALSND):
+        copies = [_copy(ws, _WALSND_FIELDS) for ws in me.shm.walsnd]
     out = []
-    for i, ws in enumerate(me.shm.walsnd[: max(1, len(me.shm.walsnd))]):
-        c = _copy(ws, _WALSND_FIELDS)
+    for i, c in enumerate(copies):
         if c is None:
             continue
         out.append({

@@ -145,6 +145,7 @@ def claim_slot() -> Any:
             raise elog.fatal('number of requested standby connections exceeds "max_wal_senders" '
                              f"(currently {n})", "53300")  # fmt: skip
         ws.pid = me.pid
+        injection.inject("walsender-claim")  # between taking the slot and owning its latch
         ws.changecount += 1
         ws.state = STARTUP
         ws.procsig_stopping = 0
@@ -179,10 +180,10 @@ def _walsnd_kill(code: int) -> None:
         flags.my_walsnd = None
         return
     flags.my_walsnd = None
-    with me.locks.hold(LWLockId.WALSND):
+    with me.locks.hold(LWLockId.WALSND):  # [M]: latch pointer and pid under the slot's lock
         ws.latch_slot = -1
-    injection.inject("walsender-kill-before-free")
-    ws.pid = 0
+        injection.inject("walsender-kill-before-free")
+        ws.pid = 0
 
 
 def set_state(ws: Any, state: int) -> None:
