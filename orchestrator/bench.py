@@ -662,6 +662,10 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
         from orchestrator import bench_sql
 
         return bench_sql.main(runs=runs, json_out=json_out)
+    if group == "replication":
+        from orchestrator import bench_repl
+
+        return bench_repl.main(runs=runs, json_out=json_out)
     if group != "startup":
         print(f"pgbed bench: unknown group {group!r}", file=sys.stderr)
         return 1

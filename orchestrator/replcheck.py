@@ -14,6 +14,7 @@ node; callers pass the rows and events they collected, and whether a pid is aliv
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -65,4 +66,4 @@ def walrcv_violations(rows: Iterable[Row], *, exited: set[int] = frozenset(),  #
 def restart_gaps(events: Iterable[Row], kind: str = "walreceiver") -> list[float]:
     """Seconds between consecutive starts of `kind` (from the postmaster's child_start events)."""
     starts = sorted(float(e["ts"]) for e in events if e.get("event") == "child_start" and e.get("kind") == kind)
-    return [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(starts)]

@@ -76,6 +76,11 @@ def _walsender_pid(p: LocalNode) -> int:
                         what="a streaming walsender")  # fmt: skip
 
 
+def _walsender_in_activity(n: LocalNode) -> int:
+    q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
+    return n.poll_until(lambda: [r[0] for r in n.sql(q)], what="a walsender in pg_stat_activity")[0]
+
+
 def _exit_of(n: LocalNode, pid: int) -> dict:
     return n.poll_until(lambda: next((e for e in n.events("child_exit") if e.get("child_pid") == pid), None),
                         what=f"exit of {pid}")  # fmt: skip
@@ -270,12 +275,10 @@ def test_historic_signal_handler_work_caught(node_factory, standby_factory) -> N
         settings = {"injection_points": "'walsender-claim:sleep:1500'",
                     "pgbed.historic_bugs": "'signal_handler_work'" if bug else "''"}  # fmt: skip
         p = node_factory(f"primary{int(bug)}", **settings)
-        client = subprocess.Popen(["psql", f"host={p.host} port={p.port} user=postgres replication=true",
-                                   "-c", "IDENTIFY_SYSTEM"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        psql_args = ["psql", f"host={p.host} port={p.port} user=postgres replication=true", "-c", "IDENTIFY_SYSTEM"]
+        client = subprocess.Popen(psql_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # The walsender is asleep inside its slot claim (the injection point): signal it there.
-        pid = p.poll_until(lambda: [r[0] for r in p.sql("SELECT pid FROM pg_stat_activity "
-                                                        "WHERE backend_type = 'walsender'")],
-                           what="a walsender claiming its slot")[0]  # fmt: skip
+        pid = _walsender_in_activity(p)
         os.kill(pid, signal.SIGTERM)
         _exit_of(p, pid)
         client.wait(10)
