@@ -740,10 +740,10 @@ class Postmaster:
     def server_loop(self) -> None:
         while True:
             timeout = self._timeout()
-            if not self.sql_preloaded and self.state == PMState.RUN:
+            if not self.sql_preloaded and self.state in (PMState.RUN, PMState.HOT_STANDBY):
                 timeout = min(timeout, IDLE_PRELOAD_AFTER_S)
             events_ = self.sel.select(timeout)
-            if not events_ and not self.sql_preloaded and self.state == PMState.RUN:
+            if not events_ and not self.sql_preloaded and self.state in (PMState.RUN, PMState.HOT_STANDBY):
                 self._preload_sql()
             ready_listen = []
             for key, _ in events_:
@@ -848,7 +848,8 @@ class Postmaster:
 
     def _preload_sql(self) -> None:
         """The SQL stack (sqlglot, APSW, node/sql) costs ~100 ms to import: imported here, once,
-        the first time the postmaster has been idle for a moment in RUN, every later backend
+        the first time the postmaster has been idle for a moment in RUN or HOT_STANDBY (a hot
+        standby's read-only sessions need it as much), every later backend
         inherits it at fork instead of importing it at its first statement. Not at start-up:
         that would delay the first connection by the same amount."""
         self.sql_preloaded = True

@@ -1,17 +1,30 @@
 """The startup process: reads pg_control, runs recovery, and exits 0 when the node may run.
 
-What it does (XR/XL: StartupXLOG, PerformWalRecovery, CheckRecoveryConsistency):
+What it does (XR/XL: StartupXLOG, PerformWalRecovery, CheckRecoveryConsistency,
+WaitForWALToBecomeAvailable):
+- loads the replication slots (StartupReplicationSlots) and reads `backup_label` when a base
+  backup left one: its checkpoint is where redo starts, and the backup end becomes pending;
 - clean shutdown, no signal file: marks pg_control "in production" and exits 0 (T4);
-- not cleanly shut down: crash recovery. Sends PMSIGNAL_RECOVERY_STARTED where redo begins
-  (T2; [M] sends it for crash recovery too), replays (the storage issue fills in redo), asks the
-  checkpointer for an end-of-recovery checkpoint and exits 0. Crash recovery never reaches
+- not cleanly shut down: crash recovery. RECOVERY_STARTED where redo begins (T2), replay to the
+  end of valid WAL, an end-of-recovery checkpoint, exit 0. Crash recovery never reaches
   consistency (REC-1), so ConsistentState workers wait for RUN;
-- standby.signal / recovery.signal: archive recovery. RECOVERY_STARTED, then, as there is no
-  backup end pending and nothing to replay yet, consistency (`consistent recovery state reached
-  at X/Y`), then BEGIN_HOT_STANDBY when hot_standby=on (REC-3, T3). Then it waits for WAL
-  (replication issue), a promotion (SIGUSR2 + the `promote` file: REC-5) or shutdown.
+- standby.signal / recovery.signal: archive recovery (`StandbyReplay`). RECOVERY_STARTED, then
+  replay of local WAL and, on a standby with primary_conninfo, of streamed WAL as the
+  walreceiver flushes it (WALRCV-1: the startup process asks the postmaster for a walreceiver,
+  again no sooner than wal_retrieve_retry_interval after the last request, WALRCV-6). After
+  every record, REC-1..3: consistent once no backup end is pending (REC-2: the BACKUP_END
+  record of the base backup) and minRecoveryPoint is replayed; `consistent recovery state
+  reached at X/Y`, then BEGIN_HOT_STANDBY with hot_standby=on (T3). The injection point
+  `startup-before-consistent` sits just before that. recovery_min_apply_delay holds COMMIT
+  records once consistent. When the primary ends our timeline, a newer timeline history file
+  that forks at or after our replay position becomes the target (recovery_target_timeline =
+  'latest'); one that forked earlier is refused (`new timeline N forked off ...`).
+- promotion (REC-5): SIGUSR2 + the `promote` file: the file is removed, the walreceiver
+  stopped, the rest of the received WAL replayed, a new timeline with its history file and an
+  end-of-recovery record, a checkpoint requested, exit 0 (T4).
 
-What it deliberately does not do yet: read WAL or stream (storage and replication issues).
+What it deliberately does not do: restore_command/archives, recovery targets other than the end
+of WAL and the timeline, standby-side cascading.
 
 Signals: SIGHUP reload; SIGTERM → exit 1 at the next check (StartupProcShutdownHandler);
 SIGUSR2 promote; SIGUSR1 wake; SIGQUIT _exit(2).
@@ -304,7 +317,7 @@ def _redo(cf: Any, ck_rec: Any, ckpt: Any, history: list[tuple[int, int]], *, cr
     return end_of_wal, last
 
 
-def _open_wal(end_of_wal: int, last: int) -> None:
+def _open_wal(end_of_wal: int, last: int, *, zero_tail: bool = True) -> None:
     """Publish where writing resumes, and clear anything after it (a torn tail must not be
     mistaken for records once new ones are written in front of it)."""
     from node import wal
@@ -312,7 +325,8 @@ def _open_wal(end_of_wal: int, last: int) -> None:
     xl = me.shm.xlog
     w = wal.WalWriter(Path(me.datadir) / wal.XLOGDIR, int(xl.segsize), int(xl.timeline), end_of_wal, last)
     try:
-        w.zero_tail()
+        if zero_tail:
+            w.zero_tail()
     finally:
         w.close()
     xl.insert_lsn = end_of_wal
@@ -638,8 +652,6 @@ class StandbyReplay:
 def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int, replay_tli: int,
                           replay_history: list[tuple[int, int]]) -> int:  # fmt: skip
     """Promotion (REC-5): a new timeline starting at the end of replayed WAL."""
-    import shutil
-
     from node import datadir, wal
 
     dd = Path(me.datadir)
@@ -655,16 +667,23 @@ def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int, re
     # the switch point, so readers of the new timeline find the records before it there too.
     old_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, replay_tli, segsize)
     new_seg = dd / wal.XLOGDIR / wal.segment_name(end_of_wal, new_tli, segsize)
+    fresh = False
     if old_seg.exists() and not new_seg.exists():
+        # Only the bytes before the switch point are copied; the rest of the new segment is
+        # preallocated zeros (a 16 MB copy would be most of the promotion's time).
         tmp = new_seg.with_suffix(".tmp")
-        shutil.copyfile(old_seg, tmp)
-        with open(tmp, "r+b") as f:
-            off = end_of_wal % segsize
-            f.seek(off)
-            f.write(b"\0" * (segsize - off))
-            f.flush()
-            os.fsync(f.fileno())
+        off = end_of_wal % segsize
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            wal._preallocate(fd, segsize)
+            with open(old_seg, "rb") as src:
+                data = src.read(off)
+            wal._pwrite_all(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, new_seg)
+        fresh = True
     hist = dd / "pg_wal" / f"{new_tli:08X}.history"
     prev = dd / "pg_wal" / f"{replay_tli:08X}.history"
     content = prev.read_text() if prev.exists() else ""
@@ -676,7 +695,7 @@ def _end_archive_recovery(cf: Any, standby: bool, end_of_wal: int, last: int, re
     for name in ("standby.signal", "recovery.signal"):
         (dd / name).unlink(missing_ok=True)
     xl.timeline = new_tli
-    _open_wal(end_of_wal, last)
+    _open_wal(end_of_wal, last, zero_tail=not fresh)
     # Fast promotion: an end-of-recovery record instead of a checkpoint we would wait for.
     from node.storage import Heap
     from node.xlog import XLog

@@ -54,7 +54,11 @@ def _configure(conn: Any) -> None:
     # SQLite's own journal is not our durability: the WAL is. WAL mode with synchronous=NORMAL
     # keeps the file consistent across crashes without an fsync per commit; checkpoint_heap()
     # makes it durable up to the checkpoint's redo point.
-    conn.execute("PRAGMA journal_mode=WAL")
+    # The journal mode is stored in the file: set it only when it is not WAL yet (setting it
+    # again needs a lock, and another process may be writing: a replaying startup process).
+    conn.set_busy_timeout(5000)
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     # SQLite folds its own WAL into the database file every 1000 pages (its default): without it

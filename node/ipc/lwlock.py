@@ -32,6 +32,7 @@ class LWLockId(enum.IntEnum):
     REPLSLOT = 6  # creating and dropping replication slots
     SYNCREP = 7  # the released-LSN triple of synchronous replication
     CONTROL = 8  # ControlFileLock: read-modify-write of pg_control by the startup process/checkpointer
+    AUTOCONF = 9  # AutoFileLock: ALTER SYSTEM's rewrite of postgresql.auto.conf
 
 
 class LWLocks:
