@@ -1,9 +1,10 @@
-"""Archive recovery without WAL yet: hot standby, hot_standby=off, promotion.
+"""Archive recovery of a standby without a primary: hot standby, hot_standby=off, promotion.
 
 Rules: T2, T3, T4, REC-1, REC-3, REC-4, REC-5, REC-6, REC-7, scenario F31 (without the worker,
-which comes with the bgworker issue). WAL replay and streaming come with the storage and
-replication issues; here the startup process reaches consistency at once because there is no
-backup end pending and nothing to replay.
+which comes with the bgworker issue). These standbys have standby.signal but no
+primary_conninfo and no backup label: the startup process reaches consistency at once because
+there is no backup end pending and nothing to replay. Streaming standbys are in
+test_streaming.py, test_standby_more.py and test_repl_signals.py.
 """
 
 from __future__ import annotations

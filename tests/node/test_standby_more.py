@@ -34,13 +34,15 @@ def test_walsender_states_include_catchup_streaming_and_backup(node_factory, sta
     walsnd_state); a BASE_BACKUP shows `backup` in pg_stat_replication while it runs."""
     p, s = _pair(node_factory, standby_factory, {"injection_points": "'walsender-backup:sleep:1500'"})
     states = [e["state"] for e in p.events("walsnd_state")]
-    assert states[:2] == ["catchup", "streaming"], states
+    # The standby's own clone came first: backup, then back to startup; then its streaming.
+    assert states == ["backup", "startup", "catchup", "streaming"], states
     proc = subprocess.Popen([sys.executable, "-m", "node", "basebackup", "-h", p.host, "-p", str(p.port),
                              "-U", "postgres", "-D", str(tmp_path / "copy")], stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         p.poll_until(lambda: ("backup",) in p.sql("SELECT state FROM pg_stat_replication"), what="backup state")
     finally:
-        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, err
     assert (tmp_path / "copy" / "backup_label").read_text().startswith("START WAL LOCATION: ")
     assert not (tmp_path / "copy" / "standby.signal").exists()  # no -R
     r = subprocess.run([sys.executable, "-m", "node", "basebackup", "-h", p.host, "-p", str(p.port), "-U",
