@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from node import protocol as P
 
@@ -59,7 +59,11 @@ def parse_conninfo(text: str) -> dict[str, str]:
             out["password"] = unquote(u.password)
         if u.path and u.path != "/":
             out["dbname"] = unquote(u.path[1:])
-        out.update(dict(parse_qsl(u.query)))
+        # conninfo_uri_decode: %XX only ('+' stays a plus, unlike form decoding)
+        for part in u.query.split("&"):
+            if part:
+                k, _, v = part.partition("=")
+                out[unquote(k)] = unquote(v)
         return out
     out = {}
     i, n = 0, len(text)
@@ -117,7 +121,8 @@ def quote_conninfo_value(v: str) -> str:
 def _pgpass_lookup(host: str, port: str, user: str) -> str | None:
     path = os.environ.get("PGPASSFILE") or os.path.join(os.path.expanduser("~"), ".pgpass")
     try:
-        lines = open(path).read().splitlines()
+        with open(path) as f:
+            lines = f.read().splitlines()
     except OSError:
         return None
     for line in lines:
@@ -236,8 +241,11 @@ class ReplConnection:
                 attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
                 if not attrs["r"].startswith(scram["nonce"]):
                     raise ReplClientError("invalid SCRAM response (nonce mismatch)")
-                salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),  # type: ignore[union-attr]
-                                             int(attrs["i"]))  # fmt: skip
+                from node.auth import saslprep
+
+                prepared = saslprep(password)  # type: ignore[arg-type]  # libpq's scram_init: pg_saslprep
+                raw = prepared if prepared is not None else password.encode()  # type: ignore[union-attr]
+                salted = hashlib.pbkdf2_hmac("sha256", raw, base64.b64decode(attrs["s"]), int(attrs["i"]))
                 without_proof = f"c=biws,r={attrs['r']}"
                 auth_msg = f"{scram['first_bare']},{server_first},{without_proof}".encode()
                 client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()

@@ -148,13 +148,15 @@ def _closed(tok: str) -> bool:
 
 
 def is_replication_command(text: str) -> bool:
-    m = re.match(r"\s*([A-Za-z_]+)", text)
-    return bool(m) and m.group(1).upper() in KEYWORDS  # type: ignore[union-attr]
+    """replication_scanner_is_replication_command: the first token is one of the command
+    keywords, which the scanner knows in upper case only (anything else is an identifier)."""
+    m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_$]*)", text)
+    return bool(m) and m.group(1) in KEYWORDS  # type: ignore[union-attr]
 
 
 class _Parser:
     def __init__(self, toks: list[tuple[str, Any]]) -> None:
-        while toks and toks[-1] == ("punct", ";"):
+        if toks and toks[-1] == ("punct", ";"):  # opt_semicolon: one, not more
             toks = toks[:-1]
         self.toks = toks
         self.i = 0
@@ -171,7 +173,7 @@ class _Parser:
 
     def kw(self, word: str) -> bool:
         t = self.peek()
-        if t is not None and t[0] == "word" and t[1].upper() == word:
+        if t is not None and t[0] == "word" and t[1] == word:  # keywords are upper case only
             self.i += 1
             return True
         return False
@@ -229,6 +231,18 @@ _LEGACY_BACKUP = {"PROGRESS": "progress", "FAST": "checkpoint", "WAL": "wal", "N
                   "TABLESPACE_MAP": "tablespace_map", "NOVERIFY_CHECKSUMS": "verify_checksums"}  # fmt: skip
 
 
+def _boolean(name: str, value: Any) -> bool:
+    """defGetBoolean: no value means true; otherwise PostgreSQL's boolean spellings."""
+    if value is None:
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "on", "1", "yes", "t", "y"):
+        return True
+    if text in ("false", "off", "0", "no", "f", "n"):
+        return False
+    raise PGError(f"{name} requires a Boolean value", "42601")
+
+
 def parse(text: str) -> Command | None:
     """The command in `text`, or None when it is not a replication command (i.e. SQL)."""
     if not is_replication_command(text):
@@ -258,8 +272,11 @@ def parse(text: str) -> Command | None:
             slot = p.ident()
         if p.kw("LOGICAL"):
             k, lsn = p.next()
-            if k != "recptr":
+            if k != "recptr" or slot is None:
                 raise _syntax_error()
+            if p.at_punct("("):
+                p.generic_options()
+            p.end()
             return StartReplication(lsn, slot=slot, logical=True)
         p.kw("PHYSICAL")
         k, lsn = p.next()
@@ -284,10 +301,11 @@ def parse(text: str) -> Command | None:
             logical = False
         if p.at_punct("("):
             opts = p.generic_options()
-            for k in opts:
+            for k, v in opts.items():
                 if k not in ("reserve_wal", "snapshot", "two_phase"):
-                    raise PGError(f'unrecognized option "{k}" in CREATE_REPLICATION_SLOT', "42601")
-            reserve = "reserve_wal" in opts and opts["reserve_wal"] not in ("false", "off", 0, "0")
+                    raise PGError(f"unrecognized option: {k}", "XX000")
+                if k == "reserve_wal":
+                    reserve = _boolean(k, v)
         else:
             while p.peek() is not None:
                 if p.kw("RESERVE_WAL"):
@@ -308,7 +326,8 @@ def parse(text: str) -> Command | None:
         name = p.ident()
         p.end()
         return ReadSlot(name)
-    # BASE_BACKUP
+    if word != "BASE_BACKUP":
+        raise _syntax_error()
     if p.at_punct("("):
         opts = p.generic_options()
         p.end()

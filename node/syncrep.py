@@ -44,27 +44,36 @@ class SyncNamesError(ValueError):
     pass
 
 
-_TOK = re.compile(r'\s*(?:(?P<num>\d+)(?![A-Za-z_\d])|(?P<q>"(?:[^"]|"")*")|(?P<star>\*)|(?P<p>[(),])'
-                  r"|(?P<w>[^\s(),\"]+))")  # fmt: skip
+_TOK = re.compile(r'\s*(?:(?P<num>\d+)(?![A-Za-z_\d$\x80-\uffff])|(?P<q>"(?:[^"]|"")*")|(?P<star>\*)|(?P<p>[(),])'
+                  r"|(?P<w>[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*))")  # fmt: skip
+_PARSE_FAILED = "synchronous_standby_names parser failed"
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
+    """syncrep_scanner.l: FIRST/ANY (any case) are keywords, never names; names are identifiers,
+    numbers, double-quoted strings or `*`; any other character is junk (a parse error)."""
     out = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
         m = _TOK.match(text, pos)
         if not m or m.end() == pos:
-            raise SyncNamesError("synchronous_standby_names parser failed")
+            raise SyncNamesError(_PARSE_FAILED)
         pos = m.end()
         kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
+        value = m.group(kind)
+        if kind == "q" and (len(value) < 2 or not value.endswith('"')):
+            raise SyncNamesError(_PARSE_FAILED)
+        if kind == "w" and value.upper() in ("FIRST", "ANY"):
+            kind = value.upper()
+        out.append((kind, value))
     return out
 
 
 def parse_names(text: str) -> SyncConfig | None:
-    """None for an empty setting (no synchronous replication)."""
-    if not text.strip():
+    """None for an empty setting (no synchronous replication). syncrep_gram.y:
+    standby_list | NUM '(' standby_list ')' | ANY NUM '(' ... ')' | FIRST NUM '(' ... ')'."""
+    if text == "":
         return None
     toks = _tokens(text)
     i = 0
@@ -79,24 +88,25 @@ def parse_names(text: str) -> SyncConfig | None:
             return v
         if kind == "star":
             return "*"
-        raise SyncNamesError("synchronous_standby_names parser failed")
+        raise SyncNamesError(_PARSE_FAILED)
 
-    if toks and toks[0][0] == "w" and toks[0][1].upper() in ("FIRST", "ANY") and len(toks) > 1 \
-            and toks[1][0] == "num":  # fmt: skip
-        method = "quorum" if toks[0][1].upper() == "ANY" else "priority"
+    if toks and toks[0][0] in ("FIRST", "ANY"):
+        if len(toks) < 2 or toks[1][0] != "num":
+            raise SyncNamesError(_PARSE_FAILED)
+        method = "quorum" if toks[0][0] == "ANY" else "priority"
         num = int(toks[1][1])
         i = 2
-    elif toks and toks[0][0] == "num" and len(toks) > 1 and toks[1] == ("p", "("):
+    elif len(toks) > 1 and toks[0][0] == "num" and toks[1] == ("p", "("):
         num = int(toks[0][1])
         i = 1
     names: list[str] = []
     if num is not None:
         if i >= len(toks) or toks[i] != ("p", "("):
-            raise SyncNamesError("synchronous_standby_names parser failed")
+            raise SyncNamesError(_PARSE_FAILED)
         i += 1
         while True:
             if i >= len(toks):
-                raise SyncNamesError("synchronous_standby_names parser failed")
+                raise SyncNamesError(_PARSE_FAILED)
             names.append(name_at(i))
             i += 1
             if i < len(toks) and toks[i] == ("p", ","):
@@ -104,20 +114,20 @@ def parse_names(text: str) -> SyncConfig | None:
                 continue
             if i < len(toks) and toks[i] == ("p", ")") and i == len(toks) - 1:
                 break
-            raise SyncNamesError("synchronous_standby_names parser failed")
+            raise SyncNamesError(_PARSE_FAILED)
         if num <= 0:
             raise SyncNamesError(f"number of synchronous standbys ({num}) must be greater than zero")
     else:
         num = 1
         while True:
             if i >= len(toks):
-                raise SyncNamesError("synchronous_standby_names parser failed")
+                raise SyncNamesError(_PARSE_FAILED)
             names.append(name_at(i))
             i += 1
             if i == len(toks):
                 break
             if toks[i] != ("p", ","):
-                raise SyncNamesError("synchronous_standby_names parser failed")
+                raise SyncNamesError(_PARSE_FAILED)
             i += 1
     return SyncConfig(method, num, tuple(names))
 
@@ -150,9 +160,10 @@ def sync_states(
     cands = []
     for s in senders:
         prio = priority_of(cfg, s.application_name)
-        ok = s.state in ("streaming", "stopping") and s.flush != 0 and prio > 0
-        out[s.index] = (prio, "async")
-        if ok:
+        if s.flush == 0:
+            prio = 0  # pg_stat_get_wal_senders: an invalid flush position is an async standby
+        out[s.index] = (prio, "async" if prio == 0 else "potential")
+        if s.state in ("streaming", "stopping") and prio > 0:
             cands.append((prio, s.index, s))
     if cfg.method == "quorum":
         for _p, idx, _s in cands:
@@ -166,8 +177,6 @@ def sync_states(
         return out, (pos[0], pos[1], pos[2])
     cands.sort(key=lambda c: (c[0], c[1]))
     chosen = cands[: cfg.num_sync]
-    for _p, idx, _s in cands:
-        out[idx] = (out[idx][0], "potential")
     for _p, idx, _s in chosen:
         out[idx] = (out[idx][0], "sync")
     if len(chosen) < cfg.num_sync:

@@ -666,6 +666,10 @@ class WalReader:
             n -= k
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _evict_from(self, segno: int) -> None:
+        for s in [s for s in self._fds if s >= segno]:
+            os.close(self._fds.pop(s))
+
     def read_raw(self, lsn: int, n: int) -> bytes:
         """The stream's bytes [lsn, lsn+n), as a walsender sends them. Raises MissingSegment."""
         return self._read(lsn, n)
@@ -708,6 +712,10 @@ class WalReader:
         except _Missing as m:
             self.missing_segment = m.name
             got = _missing_file_reason(m.name)
+        if got is None or isinstance(got, str):
+            # Forget the descriptors from here on: a later read must look the files up again
+            # (a walreceiver may since have created this segment on a newer timeline).
+            self._evict_from(lsn // self.segsize)
         if got is None:
             self.end_of_wal = lsn
             return None

@@ -32,12 +32,13 @@ def _pair(node_factory, standby_factory, primary_settings=None, **standby_settin
 def test_walsender_states_include_catchup_streaming_and_backup(node_factory, standby_factory, tmp_path) -> None:
     """WALSND-3: a new standby's walsender goes startup → catchup → streaming (jsonlog
     walsnd_state); a BASE_BACKUP shows `backup` in pg_stat_replication while it runs."""
-    p, s = _pair(node_factory, standby_factory, {"injection_points": "'walsender-backup:sleep:1500'"})
+    p, _s = _pair(node_factory, standby_factory, {"injection_points": "'walsender-backup:sleep:1500'"})
     states = [e["state"] for e in p.events("walsnd_state")]
     # The standby's own clone came first: backup, then back to startup; then its streaming.
     assert states == ["backup", "startup", "catchup", "streaming"], states
-    proc = subprocess.Popen([sys.executable, "-m", "node", "basebackup", "-h", p.host, "-p", str(p.port),
-                             "-U", "postgres", "-D", str(tmp_path / "copy")], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    cmd = [sys.executable, "-m", "node", "basebackup", "-h", p.host, "-p", str(p.port), "-U", "postgres",
+           "-D", str(tmp_path / "copy")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         p.poll_until(lambda: ("backup",) in p.sql("SELECT state FROM pg_stat_replication"), what="backup state")
     finally:

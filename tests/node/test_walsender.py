@@ -60,7 +60,7 @@ def test_identify_system_show_and_sql_refused(node: LocalNode) -> None:
         assert row[0] == str(sysid) and row[1] == "1" and row[3] is None
         assert "/" in row[2]
         assert _rows(_exec(c, "SHOW wal_segment_size")) == [["1MB"]]
-        assert _rows(_exec(c, "show data_directory_mode")) == [["0700"]]
+        assert _rows(_exec(c, "SHOW data_directory_mode")) == [["0700"]]
         assert _err(_exec(c, "SELECT 1")) == (
             "0A000",
             "cannot execute SQL commands in WAL sender for physical replication",

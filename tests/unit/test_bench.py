@@ -231,7 +231,7 @@ def test_main_enforces_at_least_five_runs(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_main_rejects_unknown_group(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main("replication", runs=7) == 1
+    assert bench.main("bgworkers", runs=7) == 1
     assert "unknown group" in capsys.readouterr().err
 
 
@@ -263,8 +263,10 @@ def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench, "main", fake_main)
     assert cli.main(["bench", "sql", "--runs", "5", "--json", "/tmp/x.json"]) == 0
     assert seen == {"group": "sql", "runs": 5, "json_out": "/tmp/x.json"}
+    assert cli.main(["bench", "replication", "--runs", "3"]) == 0
+    assert seen == {"group": "replication", "runs": 3, "json_out": None}
     with pytest.raises(SystemExit):
-        cli.main(["bench", "replication"])
+        cli.main(["bench", "bgworkers"])
 
 
 def test_percentile_interpolates_like_numpy() -> None:

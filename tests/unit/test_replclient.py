@@ -72,11 +72,6 @@ def test_parse_conninfo_uri() -> None:
     }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_qsl turns '+' into a space (replclient.py:62); libpq's conninfo_uri_decode only decodes "
-    "%XX, so application_name=a+b stays 'a+b'",
-)
 def test_parse_conninfo_uri_plus_is_literal() -> None:
     assert parse_conninfo("postgresql://h/db?application_name=a+b")["application_name"] == "a+b"
 
@@ -280,12 +275,6 @@ def test_scram_rejects_a_server_nonce_not_extending_the_client_nonce(pair: tuple
     assert ei.value.message == "invalid SCRAM response (nonce mismatch)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the SCRAM client hashes the raw UTF-8 password (replclient.py:239) without SASLprep; libpq's "
-    "scram_init runs pg_saslprep first, and the server verifier (auth.scram_verifier) is built from the prepared "
-    "password, so a password that SASLprep changes (U+2168 ROMAN NUMERAL NINE -> 'IX', soft hyphen dropped) fails",
-)
 @pytest.mark.parametrize("password", ["\u2168", "pa\u00adss"])
 def test_scram_applies_saslprep_like_libpq(pair: tuple[socket.socket, socket.socket], password: str) -> None:
     ex = auth.ScramExchange(auth.encrypt_password(password, USER), USER)
@@ -318,11 +307,6 @@ def test_password_from_pgpass(pair: tuple[socket.socket, socket.socket], monkeyp
     assert ex.succeeded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _pgpass_lookup reads the file with open(path).read() and never closes it (replclient.py:120): a "
-    "ResourceWarning, which this repo's filterwarnings=error turns into a failure of any test that reaches it",
-)
 def test_pgpass_file_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pgpass = tmp_path / "pgpass"
     pgpass.write_text("h:5432:*:u:pw\n")

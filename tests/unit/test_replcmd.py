@@ -55,23 +55,11 @@ def test_sql_is_not_tokenised() -> None:
     assert replcmd.parse('SELECT "x') is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: is_replication_command matches a keyword *prefix* ([A-Za-z_]+ stops at a digit or $), and "
-    "parse() falls through to BASE_BACKUP for any unknown first word; PG's scanner lexes SHOW1 as one IDENT "
-    "(not a replication command, i.e. SQL)",
-)
 @pytest.mark.parametrize("text", ["SHOW1", "BASE_BACKUP2", "IDENTIFY_SYSTEM$x", "SHOW2 work_mem"])
 def test_identifier_starting_with_a_keyword_is_sql(text: str) -> None:
     assert replcmd.parse(text) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION: PG15's repl_scanner.l keyword rules are upper-case literals and PG builds it without "
-    "flex -i (syncrep_scanner.l spells out [Ff][Ii][Rr][Ss][Tt] for that reason), so `identify_system` is an "
-    "IDENT, i.e. SQL; replcmd upper-cases every word before matching",
-)
 @pytest.mark.parametrize("text", ["identify_system", "Identify_System;", "show work_mem"])
 def test_keywords_are_case_sensitive_like_postgresql(text: str) -> None:
     assert replcmd.parse(text) is None
@@ -93,11 +81,6 @@ def test_identify_system_takes_no_arguments() -> None:
     assert_syntax_error("IDENTIFY_SYSTEM ; x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _Parser strips every trailing ';' (replcmd.py:157); PG's grammar is `command opt_semicolon`, "
-    "so a second ';' is a syntax error",
-)
 def test_only_one_trailing_semicolon() -> None:
     assert_syntax_error("IDENTIFY_SYSTEM;;")
 
@@ -166,12 +149,6 @@ def test_start_replication_logical_is_parsed_so_it_can_be_refused() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the LOGICAL branch returns right after the LSN (replcmd.py:259-263) without parsing the "
-    "plugin options or checking for the end; PG's start_logical_replication requires SLOT name and takes only "
-    "an optional ( name ['value'], ... ) list",
-)
 @pytest.mark.parametrize(
     "text",
     [
@@ -241,12 +218,6 @@ def test_create_replication_slot(text: str, expected: CreateSlot) -> None:
     assert replcmd.parse(text) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reserve_wal's value is compared case-sensitively against ('false', 'off', 0, '0') and anything "
-    "else means true (replcmd.py:290); PG's defGetBoolean compares case-insensitively and rejects other values "
-    "with 42601 'reserve_wal requires a Boolean value'",
-)
 def test_create_replication_slot_reserve_wal_is_a_defgetboolean() -> None:
     assert replcmd.parse("CREATE_REPLICATION_SLOT s PHYSICAL (RESERVE_WAL 'FALSE')") == CreateSlot("s")
     for value in ("'maybe'", "2"):
@@ -260,12 +231,6 @@ def test_create_replication_slot_unknown_option_in_list() -> None:
     assert e.message != "syntax error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION: PG15 parses the list and fails in parseCreateReplSlotOptions with "
-    'elog(ERROR, "unrecognized option: %s") (XX000); replcmd says \'unrecognized option "foo" in '
-    "CREATE_REPLICATION_SLOT' (42601)",
-)
 def test_create_replication_slot_unknown_option_wording() -> None:
     e = parse_error("CREATE_REPLICATION_SLOT s PHYSICAL (foo)")
     assert (e.sqlstate, e.message) == ("XX000", "unrecognized option: foo")

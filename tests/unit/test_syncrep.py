@@ -75,13 +75,6 @@ def test_zero_standbys(text: str) -> None:
     assert names_error(text) == "number of synchronous standbys (0) must be greater than zero"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PG's scanner always returns FIRST/ANY for those words (a keyword is not a standby_name), and "
-    "only identifiers, numbers, \"quoted names\" and * are names ('-' is JUNK); check_synchronous_standby_names "
-    "also parses a blank-but-nonempty value (syntax error at end of input). parse_names accepts them all "
-    "(syncrep.py:67 strips first, :84 treats FIRST/ANY without a number as names, :47 takes any non-separator run)",
-)
 @pytest.mark.parametrize("text", ["first", "any, a", "   ", "s-1"])
 def test_postgresql_rejects(text: str) -> None:
     with pytest.raises(SyncNamesError):
@@ -210,12 +203,6 @@ def test_first_too_few_candidates_guarantees_nothing() -> None:
     assert sync_states(cfg, []) == ({}, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pg_stat_get_wal_senders reports sync_state 'potential' for any walsender with priority > 0 "
-    "that is not among the sync standbys (e.g. still in catchup), and reports priority 0 / 'async' when its "
-    "flush position is invalid; sync_states (syncrep.py:153-154) gives 'async' with the configured priority",
-)
 def test_sync_state_of_listed_non_candidates_like_pg_stat_replication() -> None:
     cfg = parse_names("FIRST 1 (a, b, c)")
     senders = [streaming(0, "a", 100), Sender(1, "b", "catchup", 50, 50, 50), Sender(2, "c", "streaming", 0, 0, 0)]

@@ -478,3 +478,24 @@ def test_remove_old_segments(tmp_path: Path) -> None:
         "000000020000000000000001",
     ]
     assert wal.remove_old_segments(tmp_path, SEG, 2, 4 * SEG) == []
+
+
+def test_reader_looks_again_for_a_segment_that_appears_on_a_newer_timeline(tmp_path: Path) -> None:
+    """A standby that switched to timeline 2 may first find only timeline 1's copy of the switch
+    segment (its walreceiver has not written timeline 2's yet) and stop at the switch point; once
+    timeline 2's segment exists, the same reader must read it, not the cached timeline-1 file."""
+    recs, w = _write(tmp_path, [100, 100])
+    w.close()
+    switch = recs[-1][1]
+    # Timeline 2's segment: a copy of timeline 1's up to the switch point, then one more record.
+    r = wal.WalReader(tmp_path, SEG, 2, history=[(1, switch)])
+    assert [x.lsn for x in r.iter_from(START)] == [s for s, _e, _p in recs]
+    assert r.end_of_wal == switch
+    shutil.copyfile(_seg_path(tmp_path, START), _seg_path(tmp_path, START, tli=2))
+    w2 = wal.WalWriter(tmp_path, SEG, 2, switch, recs[-1][0])
+    s2, _e2 = w2.append(wal.RM_XACT, wal.XactInfo.COMMIT, 7, b"timeline two")
+    w2.flush()
+    w2.close()
+    got = list(r.iter_from(switch, prev=recs[-1][0]))
+    assert [(x.lsn, x.payload) for x in got] == [(s2, b"timeline two")]
+    r.close()
