@@ -511,6 +511,18 @@ def _check_target_timeline(value: str, _cur: GucValue, _reset: GucValue) -> str:
     return value
 
 
+def _check_target_lsn(value: str, _cur: GucValue, _reset: GucValue) -> str:
+    if value == "":
+        return value
+    from node.protocol import parse_lsn
+
+    try:
+        parse_lsn(value)
+    except ValueError:
+        raise _CheckFailed(None) from None
+    return value
+
+
 def _check_sync_names(value: str, _cur: GucValue, _reset: GucValue) -> str:
     from node.syncrep import SyncNamesError, parse_names
 
@@ -642,6 +654,7 @@ _WAL_LEVELS = (
     ("minimal", 0, False), ("replica", 1, False), ("archive", 1, True), ("hot_standby", 1, True),
     ("logical", 2, False),
 )
+_RECOVERY_TARGET_ACTIONS = (("pause", 0, False), ("promote", 1, False), ("shutdown", 2, False))
 _SYNC_COMMIT = (
     ("local", 1, False), ("remote_write", 2, False), ("remote_apply", 4, False), ("on", 3, False),
     ("off", 0, False), ("true", 3, True), ("false", 0, True), ("yes", 3, True), ("no", 0, True),
@@ -748,6 +761,14 @@ _TABLE: tuple[Setting, ...] = (
             min=0, max=INT_MAX, unit="ms"),
     Setting("recovery_target_timeline", _S, "latest", _C.POSTMASTER,
             "Specifies the timeline to recover into.", _G_REPL, check=_check_target_timeline),
+    Setting("recovery_target_lsn", _S, "", _C.POSTMASTER,
+            "Sets the LSN of the write-ahead log location up to which recovery will proceed.", _G_REPL,
+            check=_check_target_lsn),
+    Setting("recovery_target_inclusive", _B, True, _C.POSTMASTER,
+            "Sets whether to include or exclude transaction with recovery target.", _G_REPL),
+    Setting("recovery_target_action", _E, "pause", _C.POSTMASTER,
+            "Sets the action to perform upon reaching the recovery target.", _G_REPL,
+            enum_values=_RECOVERY_TARGET_ACTIONS),
     Setting("log_replication_commands", _B, False, _C.SUSET, "Logs each replication command.", _G_LOG),
     Setting("wal_writer_delay", _I, 200, _C.SIGHUP,
             "Time between WAL flushes performed in the WAL writer.", _G_WAL, min=1, max=10000, unit="ms"),

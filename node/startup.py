@@ -423,6 +423,12 @@ class StandbyReplay:
         self.started = False
         self.last_request = -1e9
         self.promote_pending = False
+        target = str(me.guc.get("recovery_target_lsn") or "")
+        from node import protocol
+
+        self.target_lsn: int | None = protocol.parse_lsn(target) if target else None
+        self.target_inclusive = bool(me.guc.get("recovery_target_inclusive"))
+        self.reached_target = False
 
     def close(self) -> None:
         self.reader.close()
@@ -467,7 +473,14 @@ class StandbyReplay:
 
         n = 0
         xl = self.xl
+        if self.reached_target:
+            return 0
         for rec in self.reader.iter_from(self.next, prev=self.prev, upto=upto):
+            if self.target_lsn is not None and not self.target_inclusive and rec.lsn >= self.target_lsn:
+                # recoveryStopsBefore
+                elog.log("LOG", f'recovery stopping before WAL location (LSN) "{format_lsn(rec.lsn)}"')
+                self.reached_target = True
+                break
             if not self.started:
                 self.started = True
                 elog.event(events.RECOVERY_STARTED, "LOG", f"redo starts at {format_lsn(rec.lsn)}", crash=False)
@@ -489,6 +502,11 @@ class StandbyReplay:
             self.replayed += 1
             n += 1
             self.check_consistency()
+            if self.target_lsn is not None and self.target_inclusive and rec.lsn >= self.target_lsn:
+                # recoveryStopsAfter
+                elog.log("LOG", f'recovery stopping after WAL location (LSN) "{format_lsn(rec.lsn)}"')
+                self.reached_target = True
+                break
             if n % 64 == 0:
                 _handle_interrupts()
                 if self._promote_requested():
@@ -623,6 +641,15 @@ class StandbyReplay:
                 break
             upto = self._streaming_upto()
             n = self.replay_available(upto)
+            if self.reached_target:
+                action = self._at_recovery_target()
+                if action == "promote":
+                    break
+                if action == "shutdown":
+                    return 3  # REC-8: T15
+                self.standby = True  # pause: wait for a promotion request like a standby
+                self._paused_wait()
+                break
             if n:
                 continue
             if not self.standby:
@@ -635,13 +662,38 @@ class StandbyReplay:
                 return 1
         return self.finish()
 
+    def _at_recovery_target(self) -> str:
+        """What to do at the recovery target (recovery_target_action); FATAL before consistency."""
+        if not self.xl.consistent:
+            raise elog.PGError("requested recovery stop point is before consistent recovery point", "XX000",
+                               severity="FATAL")  # fmt: skip
+        from node import walreceiver
+
+        walreceiver.shutdown_walrcv(me.shm, me.locks)
+        return str(me.guc.get("recovery_target_action"))
+
+    def _paused_wait(self) -> None:
+        """recovery_target_action = pause: stay paused until promoted (pg_wal_replay_resume is
+        not implemented; a promotion ends the pause, as in PostgreSQL)."""
+        elog.log("LOG", "pausing at the end of recovery", hint="Execute pg_wal_replay_resume() to promote.")
+        latch = me.latch
+        assert latch is not None
+        while not self._promote_requested():
+            latch.reset()
+            _handle_interrupts()
+            report_wait("IPC", "RecoveryPause")
+            rc = latch.wait(5.0)
+            report_wait_end()
+            if rc & WL_POSTMASTER_DEATH:
+                raise SystemExit(1)
+
     def finish(self) -> int:
         """Promotion (REC-5 (3)): stop the walreceiver, replay what arrived, then end recovery."""
         from node import walreceiver
 
         walreceiver.shutdown_walrcv(me.shm, me.locks)
         upto = int(me.shm.walrcv.flushed_lsn) if me.shm.walrcv.received_tli == self.tli else None
-        self.replay_available(upto, delay=False)
+        self.replay_available(upto, delay=False)  # nothing once the recovery target was reached
         if self.reader.end_reason and self.replayed:
             elog.log("DEBUG2" if self.reader.missing_segment else "LOG", self.reader.end_reason)
         self.conn.close()

@@ -131,3 +131,47 @@ def test_pgbed_promote_cli(node_factory, standby_factory) -> None:
     assert not (s.datadir / "promote").exists()
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
         s.sql("SELECT pg_promote()")
+
+
+@pytest.mark.parametrize("inclusive", [True, False])
+def test_recovery_target_lsn_promote(node_factory, standby_factory, inclusive: bool) -> None:
+    """A recovery target: replay stops at recovery_target_lsn (`recovery stopping after/before
+    WAL location (LSN)`), then recovery_target_action = promote ends recovery there: the rows
+    committed after the target are not on the new timeline."""
+    p = node_factory("primary")
+    p.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    s = standby_factory(p, "standby1", start=False)
+    p.sql("INSERT INTO t VALUES (1)")
+    target = p.lsn("insert")  # the next record (row 2's commit) starts here
+    p.sql("INSERT INTO t VALUES (2)")
+    p.sql("INSERT INTO t VALUES (3)")
+    s.append_conf(recovery_target_lsn=f"'{target >> 32:X}/{target & 0xFFFFFFFF:X}'",
+                  recovery_target_inclusive="on" if inclusive else "off",
+                  recovery_target_action="'promote'")  # fmt: skip
+    s.start()
+    s.poll_until(lambda: s.sql("SELECT pg_is_in_recovery()") == [(False,)], what="promotion at the target")
+    word = "after" if inclusive else "before"
+    assert s.log_contains(f'recovery stopping {word} WAL location \\(LSN\\) "{target >> 32:X}/{target & 0xFFFFFFFF:X}"')
+    expected = [(1,), (2,)] if inclusive else [(1,)]
+    assert s.sql("SELECT id FROM t ORDER BY id") == expected
+    s.sql("INSERT INTO t VALUES (10)")
+
+
+def test_recovery_target_action_shutdown_exits_3(node_factory, standby_factory) -> None:
+    """REC-8 / T15: with recovery_target_action = shutdown the startup process exits 3 at the
+    target and the postmaster shuts down ('shutdown at recovery target')."""
+    p = node_factory("primary")
+    p.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    s = standby_factory(p, "standby1", start=False)
+    p.sql("INSERT INTO t VALUES (1)")
+    target = p.lsn("insert")
+    p.sql("INSERT INTO t VALUES (2)")
+    s.append_conf(recovery_target_lsn=f"'{target >> 32:X}/{target & 0xFFFFFFFF:X}'",
+                  recovery_target_action="'shutdown'")  # fmt: skip
+    s.start(wait=False)
+    code = s.wait_exit()
+    assert code == 0, s.log_content()[-2000:]
+    assert s.log_contains("recovery stopping after WAL location")
+    assert s.log_contains("shutdown at recovery target")
+    exits = [e for e in s.events("child_exit") if e.get("kind") == "startup"]
+    assert exits and exits[-1]["exit_code"] == 3
