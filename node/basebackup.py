@@ -16,8 +16,11 @@ What it does (repl/basebackup.c, xlog.c do_pg_backup_start/stop; bin/pg_baseback
   with -R, writes standby.signal and primary_conninfo (postgresql.auto.conf), as pg_basebackup
   -R does.
 
-What it deliberately does not do: tablespaces, manifests (MANIFEST 'yes' is accepted and no
-manifest is sent), compression, MAX_RATE throttling, incremental backups, backups from a standby.
+With MANIFEST 'yes' a PostgreSQL 15 backup manifest (CRC-32C file checksums, WAL range,
+SHA-256 manifest checksum) follows the archive, so pg_basebackup 15 works against pgbed too.
+
+What it deliberately does not do: tablespaces, compression, MAX_RATE throttling, incremental
+backups, backups from a standby.
 
 Shared state: XLogCtl.running_backups / backup_hold_lsn (incremented and decremented here by the
 walsender running the backup).
@@ -131,11 +134,12 @@ def send_backup(sender: Any, options: dict[str, Any]) -> None:
         injection.inject("walsender-backup")
         sink = _TarSink(sender)
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
-            _add_bytes(tar, "backup_label", _label_text(start, ck_lsn, tli, label, segsize).encode())
-            _add_tree(tar, dd, sender)
+            arch = _Archive(tar)
+            arch.add_bytes("backup_label", _label_text(start, ck_lsn, tli, label, segsize).encode())
+            _add_tree(arch, dd, sender)
             heap_copy = _snapshot_heap(dd)
             try:
-                tar.add(str(heap_copy), arcname="base/pgbed.db")
+                arch.add_file(heap_copy, "base/pgbed.db")
             finally:
                 heap_copy.unlink(missing_ok=True)
             # do_pg_backup_stop: the BACKUP_END record marks where the copy is consistent.
@@ -149,12 +153,18 @@ def send_backup(sender: Any, options: dict[str, Any]) -> None:
                 heap.rollback()
                 heap.close()
             if options.get("wal", False) is not False:
-                _add_wal(tar, dd, start, end, tli, segsize)
-            tar.add(str(dd / "global" / "pg_control"), arcname="global/pg_control")
+                _add_wal(arch, dd, start, end, tli, segsize)
+            arch.add_file(dd / "global" / "pg_control", "global/pg_control")
             if options.get("progress", False) is not False:
                 sink.push()
                 sender.send(P.copy_data(b"p" + struct.pack("!q", sink.total // 1024)))
         sink.push()
+        if str(options.get("manifest") or "no").lower() in ("yes", "force-encode"):
+            # `m`, then the manifest in `d` messages (pg_basebackup writes backup_manifest).
+            c.send(P.copy_data(b"m"))
+            data = arch.manifest(tli, start, end)
+            for i in range(0, len(data), CHUNK):
+                c.send(P.copy_data(b"d" + data[i : i + CHUNK]))
         c.send(P.copy_done())
         c.send(P.row_description([P.Column.for_type("recptr", P.TEXT), P.Column.for_type("tli", P.INT8)]))
         c.send(P.data_row([P.format_lsn(end).encode(), str(tli).encode()]))
@@ -164,20 +174,73 @@ def send_backup(sender: Any, options: dict[str, Any]) -> None:
         xl.running_backups = max(0, int(xl.running_backups) - 1)
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o600) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = mode
-    info.mtime = int(time.time())
-    tar.addfile(info, io.BytesIO(data))
+class _Hashing(io.RawIOBase):
+    """Reads a file for tarfile while computing the manifest checksum (CRC-32C)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.crc = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.crc = wal.crc32c(data, self.crc)
+        return data
 
 
-def _add_tree(tar: tarfile.TarFile, dd: Path, sender: Any) -> None:
+class _Archive:
+    """The tar stream plus the backup manifest's file list (backup_manifest.c)."""
+
+    def __init__(self, tar: tarfile.TarFile) -> None:
+        self.tar = tar
+        self.files: list[tuple[str, int, float, int]] = []  # path, size, mtime, crc32c
+
+    def _note(self, name: str, size: int, mtime: float, crc: int) -> None:
+        if not name.startswith("pg_wal/"):  # WAL is described by WAL-Ranges, not listed
+            self.files.append((name, size, mtime, crc))
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = mode
+        info.mtime = int(time.time())
+        self.tar.addfile(info, io.BytesIO(data))
+        self._note(name, len(data), info.mtime, wal.crc32c(data))
+
+    def add_file(self, path: Path | str, name: str) -> None:
+        with open(path, "rb") as f:
+            info = self.tar.gettarinfo(fileobj=f, arcname=name)
+            h = _Hashing(f)
+            self.tar.addfile(info, h)  # type: ignore[arg-type]
+        self._note(name, info.size, info.mtime, h.crc)
+
+    def manifest(self, tli: int, start: int, end: int) -> bytes:
+        """PostgreSQL 15's backup_manifest, CRC-32C checksums, with its SHA-256 manifest checksum."""
+        import hashlib
+
+        parts = ['{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [']
+        for i, (name, size, mtime, crc) in enumerate(self.files):
+            when = time.strftime("%Y-%m-%d %H:%M:%S GMT", time.gmtime(mtime))
+            esc = name.replace("\\", "\\\\").replace('"', '\\"')
+            checksum = crc.to_bytes(4, "little").hex()
+            sep = "\n" if i == 0 else ",\n"
+            parts.append(f'{sep}{{ "Path": "{esc}", "Size": {size}, "Last-Modified": "{when}", '
+                         f'"Checksum-Algorithm": "CRC32C", "Checksum": "{checksum}" }}')  # fmt: skip
+        parts.append("\n],\n\"WAL-Ranges\": [\n")
+        parts.append(f'{{ "Timeline": {tli}, "Start-LSN": "{P.format_lsn(start)}", "End-LSN": "{P.format_lsn(end)}" }}')
+        parts.append("\n],\n")
+        body = "".join(parts).encode()
+        return body + b'"Manifest-Checksum": "' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
+
+
+def _add_tree(arch: _Archive, dd: Path, sender: Any) -> None:
     for root, dirs, files in os.walk(dd):
         rel = Path(root).relative_to(dd)
         dirs.sort()
         for d in dirs:
-            tar.add(str(Path(root) / d), arcname=str(rel / d), recursive=False)
+            arch.tar.add(str(Path(root) / d), arcname=str(rel / d), recursive=False)
         if rel.name in EXCLUDE_DIR_CONTENTS or any(p in EXCLUDE_DIR_CONTENTS for p in rel.parts):
             dirs[:] = []
             continue
@@ -186,7 +249,7 @@ def _add_tree(tar: tarfile.TarFile, dd: Path, sender: Any) -> None:
                 continue
             path = Path(root) / f
             try:
-                tar.add(str(path), arcname=str(rel / f))
+                arch.add_file(path, str(rel / f))
             except FileNotFoundError:
                 continue  # removed while we copied (PostgreSQL skips such files too)
         sender.check_interrupts()
@@ -215,7 +278,7 @@ def _snapshot_heap(dd: Path) -> Path:
     return dest
 
 
-def _add_wal(tar: tarfile.TarFile, dd: Path, start: int, end: int, tli: int, segsize: int) -> None:
+def _add_wal(arch: _Archive, dd: Path, start: int, end: int, tli: int, segsize: int) -> None:
     """The WAL a restore needs (BASE_BACKUP's WAL option): start segment to end segment."""
     from node.startup import read_history
 
@@ -230,11 +293,11 @@ def _add_wal(tar: tarfile.TarFile, dd: Path, start: int, end: int, tli: int, seg
             except wal.MissingSegment as m:
                 raise PGError(f"requested WAL segment {m.name} has already been removed", "58P01") from None
             data += bytes(segsize - len(data))
-            _add_bytes(tar, f"pg_wal/{wal.segment_name(seg_start, tli, segsize)}", data)
+            arch.add_bytes(f"pg_wal/{wal.segment_name(seg_start, tli, segsize)}", data)
     finally:
         reader.close()
     for h in sorted((dd / wal.XLOGDIR).glob("*.history")):
-        _add_bytes(tar, f"pg_wal/{h.name}", h.read_bytes())
+        arch.add_bytes(f"pg_wal/{h.name}", h.read_bytes())
 
 
 # -- the client ---------------------------------------------------------------------------------
