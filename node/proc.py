@@ -98,6 +98,29 @@ def count_signal(signum: int) -> None:
     me.pending.received[signum] += 1
 
 
+# Handlers shared by the auxiliary processes (SIG-1: a flag, then the latch; nothing else).
+
+
+def reload_handler(signum: int, frame: Any) -> None:
+    """SignalHandlerForConfigReload."""
+    count_signal(signum)
+    me.pending.config_reload = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def die_handler(signum: int, frame: Any) -> None:
+    """SignalHandlerForShutdownRequest / die: the exit happens at the next check."""
+    count_signal(signum)
+    me.pending.proc_die = True
+    me.latch.set()  # type: ignore[union-attr]
+
+
+def wake_handler(signum: int, frame: Any) -> None:
+    """procsignal_sigusr1_handler without reasons: wake the main loop."""
+    count_signal(signum)
+    me.latch.set()  # type: ignore[union-attr]
+
+
 def report_signals() -> None:
     """At a check point: log the signals counted since the last report (never in a handler)."""
     p = me.pending

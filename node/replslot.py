@@ -99,8 +99,7 @@ def acquire(shm: Any, locks: Any, name: str, pid: int) -> None:
         s = _find(shm, name)
         if s is None:
             raise PGError(f'replication slot "{name}" does not exist', "42704")
-        if s.active_pid and s.active_pid != pid and _alive(int(s.active_pid)):
-            raise PGError(f'replication slot "{name}" is active for PID {s.active_pid}', "55006")
+        _check_not_active(s, name, pid)
         s.active_pid = pid
 
 
@@ -140,8 +139,7 @@ def drop(shm: Any, locks: Any, datadir: str | Path, name: str, pid: int) -> None
         s = _find(shm, name)
         if s is None:
             raise PGError(f'replication slot "{name}" does not exist', "42704")
-        if s.active_pid and s.active_pid != pid and _alive(int(s.active_pid)):
-            raise PGError(f'replication slot "{name}" is active for PID {s.active_pid}', "55006")
+        _check_not_active(s, name, pid)
         s.in_use = 0
         s.active_pid = 0
         temporary = bool(s.temporary)
@@ -212,22 +210,16 @@ def startup_slots(shm: Any, datadir: str | Path) -> list[str]:
     return loaded
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _check_not_active(s: Any, name: str, pid: int) -> None:
+    """55006 when another live process has the slot (a dead holder's claim is void)."""
+    from node.datadir import _pid_alive
+
+    if s.active_pid and s.active_pid != pid and _pid_alive(int(s.active_pid)):
+        raise PGError(f'replication slot "{name}" is active for PID {s.active_pid}', "55006")
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from node.wal import _fsync_dir as fsync_dir
+
+    if path.exists():
+        fsync_dir(path)

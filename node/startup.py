@@ -42,7 +42,17 @@ from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.lwlock import LWLockId
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
+from node.proc import (
+    count_signal,
+    die_handler,
+    install_handler,
+    me,
+    reload_handler,
+    report_signals,
+    report_wait,
+    report_wait_end,
+    wake_handler,
+)
 from node.states import DBState, PMSignalReason
 
 
@@ -50,26 +60,9 @@ def format_lsn(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
-def _hup(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.pending.config_reload = True
-    me.latch.set()  # type: ignore[union-attr]
-
-
-def _term(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.pending.proc_die = True
-    me.latch.set()  # type: ignore[union-attr]
-
-
 def _usr2(signum: int, frame: Any) -> None:
     count_signal(signum)
     me.pending.promote = True
-    me.latch.set()  # type: ignore[union-attr]
-
-
-def _usr1(signum: int, frame: Any) -> None:
-    count_signal(signum)
     me.latch.set()  # type: ignore[union-attr]
 
 
@@ -169,10 +162,10 @@ def main() -> int:
     from node import datadir
     from node.proc import attach
 
-    install_handler(signal.SIGHUP, _hup)
-    install_handler(signal.SIGTERM, _term)
+    install_handler(signal.SIGHUP, reload_handler)
+    install_handler(signal.SIGTERM, die_handler)
     install_handler(signal.SIGQUIT, _quit)
-    install_handler(signal.SIGUSR1, _usr1)
+    install_handler(signal.SIGUSR1, wake_handler)
     install_handler(signal.SIGUSR2, _usr2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -495,10 +495,9 @@ class WalWriter:
         if data:
             self._write(lsn, bytes(data))
 
-    def sync(self) -> None:
-        """fsync every segment written since the last sync (XLogWalRcvFlush's issue_xlog_fsync)."""
+    def _fsync_segments(self, segnos: set[int]) -> None:
         if self.fsync_enabled:
-            for segno in sorted(self._dirty):
+            for segno in sorted(segnos):
                 fd = self._open(segno, create=False)
                 if fd is not None:
                     os.fsync(fd)
@@ -506,6 +505,10 @@ class WalWriter:
                 _fsync_dir(self.waldir)
         self._dirty.clear()
         self._dir_dirty = False
+
+    def sync(self) -> None:
+        """fsync every segment written since the last sync (XLogWalRcvFlush's issue_xlog_fsync)."""
+        self._fsync_segments(self._dirty)
         if len(self._fds) > self._KEEP_OPEN:
             for segno in sorted(self._fds)[: -self._KEEP_OPEN]:
                 os.close(self._fds.pop(segno))
@@ -538,15 +541,7 @@ class WalWriter:
         if self._insert > self._flush:
             # Bytes written by earlier writers (other processes) that nobody flushed yet.
             todo.update(range(self._flush // self.segsize, (self._insert - 1) // self.segsize + 1))
-        if self.fsync_enabled:
-            for segno in sorted(todo):
-                fd = self._open(segno, create=False)
-                if fd is not None:
-                    os.fsync(fd)
-            if self._dir_dirty:
-                _fsync_dir(self.waldir)
-        self._dirty.clear()
-        self._dir_dirty = False
+        self._fsync_segments(todo)
         self._flush = self._insert
         self._close_old()
         return self._flush

@@ -44,7 +44,17 @@ from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.lwlock import LWLockId
 from node.ipc.pmsignal import send_pmsignal
 from node.ipc.shmem import WALRCV_STATES
-from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
+from node.proc import (
+    count_signal,
+    die_handler,
+    install_handler,
+    me,
+    reload_handler,
+    report_signals,
+    report_wait,
+    report_wait_end,
+    wake_handler,
+)
 from node.states import PMSignalReason
 
 STOPPED, STARTING, STREAMING, WAITING, RESTARTING, STOPPING = range(6)
@@ -135,29 +145,12 @@ def shutdown_walrcv(shm: Any, locks: Any, timeout: float = 10.0) -> None:
 # -- the walreceiver process ----------------------------------------------------------------------
 
 
-def _hup(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.pending.config_reload = True
-    me.latch.set()  # type: ignore[union-attr]
-
-
-def _term(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.pending.proc_die = True
-    me.latch.set()  # type: ignore[union-attr]
-
-
 def _term_with_work(signum: int, frame: Any) -> None:
     """signal_handler_work: the [13] handler that could exit from inside the handler."""
     count_signal(signum)
     from node.proc import proc_exit
 
     proc_exit(1)
-
-
-def _usr1(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.latch.set()  # type: ignore[union-attr]
 
 
 def _quit(signum: int, frame: Any) -> None:
@@ -446,7 +439,6 @@ class WalReceiver:
                 raise SystemExit(1)
 
     def _process(self, body: bytes) -> None:
-        w = self.w
         kind = body[:1]
         now = time.time()
         if kind == b"w":
@@ -460,30 +452,29 @@ class WalReceiver:
             assert self.writer is not None
             self.writer.write_raw(start, data)
             self.written = start + len(data)
-            w.changecount += 1
-            w.written_lsn = self.written
-            w.last_msg_send_time = P.pg_epoch_us_to_unix(send_time)
-            w.last_msg_receipt_time = now
-            if wal_end > w.latest_end_lsn:
-                w.latest_end_lsn = wal_end
-                w.latest_end_time = P.pg_epoch_us_to_unix(send_time)
-            w.changecount += 1
+            self._note_message(wal_end, send_time, now)
         elif kind == b"k":
             if len(body) != 18:
                 raise elog.fatal("invalid keepalive message received from primary", "08P01")
             wal_end, send_time, reply = struct.unpack_from("!Qq?", body, 1)
-            w.changecount += 1
-            w.last_msg_send_time = P.pg_epoch_us_to_unix(send_time)
-            w.last_msg_receipt_time = now
-            if wal_end > w.latest_end_lsn:
-                w.latest_end_lsn = wal_end
-                w.latest_end_time = P.pg_epoch_us_to_unix(send_time)
-            w.changecount += 1
+            self._note_message(wal_end, send_time, now)
             if reply:
                 self._flush()
                 self._send_reply(force=True)
         else:
             raise elog.fatal(f"invalid replication message type {body[:1]!r}", "08P01")
+
+    def _note_message(self, wal_end: int, send_time: int, now: float) -> None:
+        """ProcessWalSndrMessage: times and the primary's WAL end, under our seqlock."""
+        w = self.w
+        w.changecount += 1
+        w.written_lsn = self.written
+        w.last_msg_send_time = P.pg_epoch_us_to_unix(send_time)
+        w.last_msg_receipt_time = now
+        if wal_end > w.latest_end_lsn:
+            w.latest_end_lsn = wal_end
+            w.latest_end_time = P.pg_epoch_us_to_unix(send_time)
+        w.changecount += 1
 
     def _flush(self) -> None:
         """XLogWalRcvFlush (WALRCV-7)."""
@@ -545,13 +536,13 @@ class WalReceiver:
 def main() -> int:
     from node.proc import attach
 
-    install_handler(signal.SIGHUP, _hup)
-    install_handler(signal.SIGUSR1, _usr1)
+    install_handler(signal.SIGHUP, reload_handler)
+    install_handler(signal.SIGUSR1, wake_handler)
     install_handler(signal.SIGQUIT, _quit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    install_handler(signal.SIGTERM, _term)
+    install_handler(signal.SIGTERM, die_handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     injection.inject("walreceiver-start")
     attach()

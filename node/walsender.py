@@ -270,15 +270,11 @@ class WalSender:
     # -- interrupts --------------------------------------------------------------------------------
 
     def check_interrupts(self) -> None:
+        """The backend's CHECK_FOR_INTERRUPTS (terminate, postmaster death, cancel), plus the
+        reload a walsender does in its loop (WalSndLoop's ConfigReloadPending)."""
         report_signals()
+        self.s.check_for_interrupts()
         p = me.pending
-        if p.proc_die:
-            raise elog.fatal("terminating connection due to administrator command", "57P01")
-        if me.latch is not None and not me.latch.postmaster_alive():
-            raise elog.fatal("terminating connection due to unexpected postmaster exit", "57P01")
-        if p.query_cancel:
-            p.query_cancel = False
-            raise PGError("canceling statement due to user request", "57014")
         if p.config_reload:
             p.config_reload = False
             from node.config import reload_in_child

@@ -71,7 +71,9 @@ def test_pg_promote_switches_timeline(node_factory) -> None:
     assert n.log_contains("archive recovery complete")
     assert (n.datadir / "pg_wal" / "00000002.history").read_text().startswith("1\t")
     assert not (n.datadir / "standby.signal").exists()
-    assert [e["new"] for e in n.events("pm_state")][-1] == "RUN"
+    # pg_promote returns once recovery has ended; the postmaster's T4 follows the startup
+    # process's exit a moment later.
+    n.poll_until(lambda: [e["new"] for e in n.events("pm_state")][-1] == "RUN", what="PMState RUN")
     with n.connect() as c:
         try:
             c.execute("SELECT pg_promote()")
