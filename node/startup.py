@@ -422,6 +422,7 @@ class StandbyReplay:
         self.target_lsn: int | None = protocol.parse_lsn(target) if target else None
         self.target_inclusive = bool(me.guc.get("recovery_target_inclusive"))
         self.reached_target = False
+        self.last_invalid = 0
 
     def close(self) -> None:
         self.reader.close()
@@ -647,6 +648,7 @@ class StandbyReplay:
                 continue
             if not self.standby:
                 break  # recovery.signal without a restore_command: the end of local WAL ends recovery
+            self._invalid_record(upto)
             self._maybe_request_streaming()
             report_wait("Activity", "RecoveryWalStream")
             rc = latch.wait(self._next_wakeup())
@@ -654,6 +656,24 @@ class StandbyReplay:
             if rc & WL_POSTMASTER_DEATH:
                 return 1
         return self.finish()
+
+    def _invalid_record(self, upto: int | None) -> None:
+        """A record that is not valid although its bytes are there (a torn or corrupt local
+        segment, or bad bytes streamed): log it once per position (emode_for_corrupt_record)
+        and, if it lies inside what the walreceiver flushed, restart streaming from that
+        segment so the primary's bytes replace it (XLogPageRead's lastSourceFailed)."""
+        r = self.reader
+        if not r.end_reason or r.missing_segment or r.end_of_wal is None:
+            return
+        at = r.end_of_wal
+        if at != self.last_invalid:
+            self.last_invalid = at
+            elog.log("LOG", r.end_reason)
+        if upto is not None and at < upto:
+            from node import walreceiver
+
+            walreceiver.shutdown_walrcv(me.shm, me.locks)
+            self.last_request = -1e9  # ask again at once: the failure was the data, not the link
 
     def _at_recovery_target(self) -> str:
         """What to do at the recovery target (recovery_target_action); FATAL before consistency."""

@@ -29,8 +29,10 @@ def test_hot_standby_opens_read_only(node_factory) -> None:
     n.wait_for_log("database system is ready to accept read-only connections")
     assert n.log_contains("entering standby mode")
     assert n.log_contains(r"consistent recovery state reached at [0-9A-F]+/[0-9A-F]+")
-    assert [e["new"] for e in n.events("pm_state")] == ["STARTUP", "RECOVERY", "HOT_STANDBY"]
-    assert n.pidfile_status() == "ready"
+    # The postmaster logs the line, then updates the pidfile and its state (PostgreSQL's order).
+    n.poll_until(lambda: [e["new"] for e in n.events("pm_state")] == ["STARTUP", "RECOVERY", "HOT_STANDBY"],
+                 what="T2 then T3")  # fmt: skip
+    n.poll_until(lambda: n.pidfile_status() == "ready", what="pidfile ready")
     with n.connect() as c:
         assert c.info.parameter_status("in_hot_standby") == "on"
         assert c.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
