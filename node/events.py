@@ -58,6 +58,13 @@ TIMELINE_SWITCH = "timeline_switch"  # old, new (recovery target timeline follow
 BACKUP_END = "backup_end"  # lsn (REC-2)
 SYNCREP_CANCEL = "syncrep_cancel"  # lsn (a cancelled wait: committed locally only)
 
+# background workers (name, type, start_time, pid, slot, generation on each)
+BGW_REGISTER = "bgw_register"  # a dynamic registration adopted by the postmaster
+BGW_START = "bgw_start"  # forked (BGW-9)
+BGW_MAIN = "bgw_main"  # the worker's main function is about to run (in the worker)
+BGW_EXIT = "bgw_exit"  # exit_code, action (unregister / restart later / crash)
+BGW_FORGET = "bgw_forget"  # reason
+
 # checkpointer
 CHECKPOINT_START = "checkpoint_start"  # reason: time|immediate|shutdown|end-of-recovery
 CHECKPOINT_DONE = "checkpoint_done"  # reason, duration_s

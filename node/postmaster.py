@@ -116,6 +116,9 @@ class Postmaster:
         self.checkpointer_pid = 0
         self.walreceiver_pid = 0
         self.walreceiver_requested = False
+        self.bgworkers: list[Any] = []  # RegisteredWorker (node/bgwlist.py), oldest first
+        self.bgw_next_wakeup: float | None = None
+        self.bgw_more_due = False
         self.listen: list[socket.socket] = []
         self.socket_files: list[str] = []
         self.sel = selectors.DefaultSelector()
@@ -147,7 +150,8 @@ class Postmaster:
     def _create_shmem(self) -> None:
         g = self.guc
         sizes = ShmemSizes(n_procs=self.children.n_slots, n_walsenders=int(g.get("max_wal_senders")),
-                           n_replslots=int(g.get("max_replication_slots")))  # fmt: skip
+                           n_replslots=int(g.get("max_replication_slots")),
+                           n_bgworkers=int(g.get("max_worker_processes")))  # fmt: skip
         if self.seg is not None:
             self.seg.release()
         self.generation += 1
@@ -157,6 +161,7 @@ class Postmaster:
         for w in s.walsnd:
             w.latch_slot = -1
         s.walrcv.latch_slot = -1
+        self._bgw_shmem_init(s)
         me.seg = self.seg
         me.shm = s
         injection.attach(s, None)
@@ -309,7 +314,8 @@ class Postmaster:
         except (OSError, elog.PGError) as e:
             self._unassign_slot(kind, slot)
             msg = getattr(e, "strerror", None) or getattr(e, "message", str(e))
-            elog.event(events.FORK_FAILED, "LOG", f"could not fork {procname(kind)}: {msg}", kind=kind.value,
+            what = "background worker process" if kind is BackendKind.BGWORKER else procname(kind)
+            elog.event(events.FORK_FAILED, "LOG", f"could not fork {what}: {msg}", kind=kind.value,
                        error=msg)  # fmt: skip
             return 0
         self.children.add(PMChild(pid, kind, slot, time.time(), extra=extra))
@@ -359,6 +365,209 @@ class Postmaster:
         if pid:
             self.walreceiver_pid = pid
             self.walreceiver_requested = False
+
+    # -- background workers (BGW-5..17; decisions in node/bgwlist.py) -----------------------------
+
+    def _historic(self, name: str) -> bool:
+        return name in str(self.guc.get("pgbed.historic_bugs") or "").replace(" ", "").split(",")
+
+    def _bgw_event(self, event: str, level: str, msg: str, rw: Any, pid: int, **extra: Any) -> None:
+        w = rw.worker
+        elog.event(event, level, msg, name=w.name, type=w.type, start_time=w.start_time.sql_name, pid=pid,
+                   slot=rw.shmem_slot, generation=rw.generation, **extra)  # fmt: skip
+
+    def _notify(self, pid: int) -> None:
+        if pid > 0:
+            try:
+                self.kill(pid, signal.SIGUSR1)
+            except (ProcessLookupError, PermissionError):
+                pass  # P-7
+
+    def _bgw_shmem_init(self, s: Any) -> None:
+        """BackgroundWorkerShmemInit (BGW-5): registered workers fill the slots in list order,
+        generation 0, pid -1."""
+        from node import bgworker
+
+        n = min(len(s.bgw), int(self.guc.get("max_worker_processes")))
+        s.bgw_count = n
+        for i, rw in enumerate(self.bgworkers[:n]):
+            slot = s.bgw[i]
+            bgworker.write_slot(slot, rw.worker, generation=0, pid=-1)
+            slot.in_use = 1
+            rw.shmem_slot = i
+            rw.generation = 0
+            rw.pid = 0
+
+    def _bgw_by_slot(self, i: int) -> Any:
+        return next((rw for rw in self.bgworkers if rw.shmem_slot == i), None)
+
+    def _bgw_state_change(self) -> None:
+        """BackgroundWorkerStateChange (BGW-6): adopt new slots, pass on terminate requests.
+        No lock is taken; every string is copied."""
+        from node import bgwlist, bgworker
+
+        s = self.seg.s  # type: ignore[union-attr]
+        if int(s.bgw_count) != min(len(s.bgw), int(self.guc.get("max_worker_processes"))):
+            elog.log("LOG", "inconsistent background worker state",
+                     detail=f"max_worker_processes={self.guc.get('max_worker_processes')}, "
+                     f"total_slots={int(s.bgw_count)}")  # fmt: skip
+            return
+        for i in range(int(s.bgw_count)):
+            slot = s.bgw[i]
+            if not slot.in_use:
+                continue
+            rw = self._bgw_by_slot(i)
+            if rw is not None and rw.generation == int(slot.generation):
+                if slot.terminate and not rw.terminate:
+                    rw.terminate = True
+                    if rw.pid:
+                        self.signal_child_pid(rw.pid, signal.SIGTERM)
+                    else:
+                        slot.pid = 0  # never started: publish STOPPED so the waiter wakes
+                        self._notify(rw.worker.notify_pid)
+                continue
+            w = bgworker.read_slot(slot)
+            if slot.terminate or self.state >= PMState.STOP_BACKENDS:
+                notify = w.notify_pid
+                slot.pid = 0
+                slot.in_use = 0  # freed at once, then the waiter is told
+                self._notify(notify)
+                continue
+            if w.notify_pid and w.notify_pid not in self.children:
+                elog.log("DEBUG1", f'worker notification PID {w.notify_pid} is not valid')
+                w.notify_pid = 0
+            new = bgwlist.RegisteredWorker(w, i, generation=int(slot.generation))
+            self.bgworkers = [x for x in self.bgworkers if x.shmem_slot != i] + [new]
+            self._bgw_event(events.BGW_REGISTER, "DEBUG1", f'registering background worker "{w.name}"', new, 0)
+
+    def _bgw_forget(self, rw: Any, reason: str) -> None:
+        """ForgetBackgroundWorker: free the slot first, then tell the waiter."""
+        s = self.seg.s  # type: ignore[union-attr]
+        slot = s.bgw[rw.shmem_slot] if 0 <= rw.shmem_slot < len(s.bgw) else None
+        if slot is not None and int(slot.generation) == rw.generation:
+            slot.pid = 0
+            slot.in_use = 0
+        self.bgworkers = [x for x in self.bgworkers if x is not rw]
+        self._bgw_event(events.BGW_FORGET, "DEBUG1", f'unregistering background worker "{rw.worker.name}"', rw,
+                        0, reason=reason)  # fmt: skip
+        self._notify(rw.worker.notify_pid)
+
+    def _maybe_start_bgworkers(self) -> None:
+        """maybe_start_bgworkers (BGW-7/8/9): at most MAX_PER_PASS forks per loop pass."""
+        from node import bgwlist
+
+        self.bgw_more_due = False
+        self.bgw_next_wakeup = None
+        if not self.bgworkers or self.seg is None:
+            return
+        plan = bgwlist.launch_plan(self.bgworkers, self.state, self.fatal_error, time.monotonic(),
+                                   consistent_in_recovery=self._historic("consistent_in_recovery"))  # fmt: skip
+        for rw in plan.forget:
+            self._bgw_forget(rw, "terminated" if rw.terminate else "crashed, never restart")
+        self.bgw_next_wakeup = plan.next_wakeup
+        self.bgw_more_due = plan.more_due
+        for rw in plan.start:
+            if not self._bgw_start(rw):
+                self.bgw_more_due = False
+                break  # BGW-8: a failure ends the pass
+
+    def _bgw_start(self, rw: Any) -> bool:
+        from node import bgworker
+
+        w = rw.worker
+        s = self.seg.s  # type: ignore[union-attr]
+        rw.crashed_at = None
+        if self.children.used("bgworker") >= self.children.pool_sizes["bgworker"]:
+            elog.event(events.FORK_FAILED, "LOG", "no slot available for new background worker process",
+                       kind=BackendKind.BGWORKER.value, error="no free slot")  # fmt: skip
+            rw.crashed_at = time.monotonic()
+            return False
+        snapshot = bgworker.WorkerDef(w.name, w.type, w.flags, w.start_time, w.restart_time, w.function,
+                                      w.main_arg, w.extra, w.notify_pid)  # fmt: skip
+        slot_no = rw.shmem_slot
+        pid = self.start_child(BackendKind.BGWORKER, lambda: bgworker.worker_main(snapshot, slot_no))
+        if not pid:
+            rw.crashed_at = time.monotonic()  # BGW-8: counts as a crash
+            return False
+        child = self.children.get(pid)
+        rw.pid = pid
+        rw.child_slot = child.slot if child is not None else -1
+        rw.starts += 1
+        rw.started_once = True
+        slot = s.bgw[rw.shmem_slot]
+        if int(slot.generation) == rw.generation:
+            slot.pid = pid  # BGW-9: STARTED means forked
+            slot.starts += 1
+            slot.last_start = time.time()
+        self._bgw_event(events.BGW_START, "DEBUG1", f'starting background worker process "{w.name}"', rw, pid)
+        self._notify(w.notify_pid)
+        return True
+
+    def _bgw_exited(self, child: PMChild, code: int, detached: bool) -> None:
+        """CleanupBackend for a bgworker (BGW-10/11)."""
+        from node import bgwlist
+
+        rw = next((x for x in self.bgworkers if x.pid == child.pid), None)
+        if rw is None:
+            if code not in (0, 1) or not detached:
+                self.handle_child_crash(child.pid, code, "background worker", child)
+            return
+        name = f'background worker "{rw.worker.type}"'
+        action = bgwlist.exit_policy(rw, code, detached=detached)
+        s = self.seg.s  # type: ignore[union-attr]
+        slot = s.bgw[rw.shmem_slot]
+        mine = int(slot.generation) == rw.generation
+        if mine:
+            slot.has_exited = 1
+            slot.last_exit = time.time()
+            slot.last_exit_code = code
+            if action is bgwlist.ExitAction.CRASH:
+                slot.crashes += 1
+        rw.pid = 0
+        rw.child_slot = -1
+        rw.last_exit_code = code
+        if code != 0:
+            elog.log("LOG", describe_exit(name, child.pid, code))
+        else:
+            elog.log("DEBUG1", describe_exit(name, child.pid, code))
+        self._bgw_event(events.BGW_EXIT, "DEBUG1", describe_exit(name, child.pid, code), rw, child.pid,
+                        exit_code=code, action=action.value)  # fmt: skip
+        if action is bgwlist.ExitAction.CRASH:
+            rw.crashed_at = time.monotonic()
+            rw.crashes += 1
+            if mine:
+                slot.pid = 0
+            self.handle_child_crash(child.pid, code, name, child)
+            return
+        if action is bgwlist.ExitAction.UNREGISTER:
+            self._bgw_forget(rw, "exited" if code == 0 else "exited 1, never restart")
+            return
+        rw.crashed_at = time.monotonic()  # restart restart_time seconds after the reap
+        if mine:
+            slot.pid = 0
+        self._notify(rw.worker.notify_pid)
+
+    def _bgw_reset_after_crash(self) -> None:
+        """BGW-17 at reinit: NEVER_RESTART entries are forgotten, the others reset."""
+        from node import bgwlist
+
+        forgotten = bgwlist.reset_after_crash(self.bgworkers, pid_not_reset=self._historic("bgw17_pid_not_reset"))
+        for rw in forgotten:
+            self.bgworkers = [x for x in self.bgworkers if x is not rw]
+            self._bgw_event(events.BGW_FORGET, "DEBUG1", f'unregistering background worker "{rw.worker.name}"',
+                            rw, 0, reason="crash reinit, never restart")  # fmt: skip
+
+    def _bgw_forget_unstarted(self) -> None:
+        """ForgetUnstartedBackgroundWorkers (BGW-16): unstarted workers with a waiter go."""
+        for rw in list(self.bgworkers):
+            if not rw.pid and rw.worker.notify_pid:
+                self._bgw_forget(rw, "shutdown, not started")
+
+    def signal_child_pid(self, pid: int, sig: int) -> None:
+        try:
+            self.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
     def signal_children(self, sig: int, kinds: frozenset[BackendKind] | None = None,
                         exclude: frozenset[BackendKind] = frozenset()) -> None:  # fmt: skip
@@ -514,6 +723,13 @@ class Postmaster:
             return
         if child.kind is BackendKind.WALRECEIVER:
             self.walreceiver_pid = 0  # WALRCV-5: exit 0/1 is forgotten; the startup process asks again
+        if child.kind is BackendKind.BGWORKER:
+            self._bgw_exited(child, code, detached)
+            return
+        if child.kind is BackendKind.BACKEND and code == 0:
+            for rw in self.bgworkers:  # BGW-15: BackgroundWorkerStopNotifications
+                if rw.worker.notify_pid == pid:
+                    rw.worker.notify_pid = 0
         if child.kind is BackendKind.CHECKPOINTER:
             self.checkpointer_pid = 0
             if cls is ExitClass.CLEAN:  # T11: exit 0 in WAIT_CHECKPOINTER only
@@ -625,6 +841,8 @@ class Postmaster:
                 self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
         check_pmsignal(s, PMSignalReason.ADVANCE_STATE_MACHINE)
         self._refresh_walsenders()
+        if check_pmsignal(s, PMSignalReason.BACKGROUND_WORKER_CHANGE):
+            self._bgw_state_change()
         if check_pmsignal(s, PMSignalReason.START_WALRECEIVER):
             self.walreceiver_requested = True  # WALRCV-1
             self._maybe_start_walreceiver()
@@ -652,6 +870,7 @@ class Postmaster:
             if self.count_children(frozenset({BackendKind.BACKEND})) == 0:
                 self._set_state(PMState.STOP_BACKENDS)  # SHUT-2 → T5
         if self.state == PMState.STOP_BACKENDS:
+            self._bgw_forget_unstarted()  # BGW-16
             self.signal_children(signal.SIGTERM, kinds=STOP_SET)  # T6, SHUT-4
             self._set_state(PMState.WAIT_BACKENDS)
         if self.state == PMState.WAIT_BACKENDS:
@@ -696,6 +915,7 @@ class Postmaster:
                        generation=self.generation + 1)  # fmt: skip
             self._remove_temp_files()
             self.walreceiver_requested = False
+            self._bgw_reset_after_crash()
             self._create_shmem()
             self._set_state(PMState.STARTUP)
             self._start_checkpointer()
@@ -717,8 +937,14 @@ class Postmaster:
     # -- main loop --------------------------------------------------------------------------------
 
     def _timeout(self) -> float:
+        """DetermineSleepTime (PM-0): 0 while bgworker launches are due, else until the next
+        crashed worker's restart time, at most 60 s; the SIGKILL countdown in a crash."""
         if self.abort_start is not None and (self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error):
             return max(0.0, self.abort_start + SIGKILL_CHILDREN_AFTER_SECS - time.monotonic())
+        if self.bgw_more_due:
+            return 0.0
+        if self.bgw_next_wakeup is not None:
+            return max(0.0, min(60.0, self.bgw_next_wakeup - time.monotonic()))
         return 60.0
 
     def _timed_chores(self) -> None:
@@ -778,6 +1004,7 @@ class Postmaster:
                 and not self.checkpointer_pid:  # fmt: skip
             self._start_checkpointer()
         self._maybe_start_walreceiver()
+        self._maybe_start_bgworkers()
 
     def exit_postmaster(self, code: int) -> None:
         try:
@@ -826,7 +1053,12 @@ class Postmaster:
         la = [x.strip() for x in str(g.get("listen_addresses")).split(",") if x.strip()]
         datadir.create_pidfile(self.datadir, port=int(g.get("port")), socket_dir=first[0] if first else "",
                                listen_addr=la[0] if la else "", start_time=self.start_time)  # fmt: skip
+        from node import bgwlist, bgworker
+
+        bgworker.load_preload_libraries(g)
+        self.bgworkers = [bgwlist.RegisteredWorker(w, i) for i, w in enumerate(bgworker.STATIC_WORKERS)]
         self._create_shmem()
+        bgworker.mark_shmem_initialized()
         cf = datadir.read_control(self.datadir)
         elog.event(events.PM_START, "DEBUG1", "postmaster started", port=int(g.get("port")),
                    data_directory=str(self.datadir), system_identifier=str(cf.system_identifier))  # fmt: skip

@@ -220,6 +220,11 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
             s.set_guc(w[1], None)
         c.send(P.command_complete("RESET"))
         return
+    if word in ("create", "drop") and _second_word(sql).lower() == "extension":
+        from node import extension
+
+        extension.statement(s, sql)
+        return
     if word == "alter" and _second_word(sql).lower() == "system":
         _alter_system(s, sql)
         c.send(P.command_complete("ALTER SYSTEM"))
@@ -442,10 +447,12 @@ def describe(s: Any, sql: str, params: list[Any], portal: str | None = None) -> 
         s.portal_results[portal] = result
         return _columns(result, []) or []
     from node import sysfuncs  # noqa: F401
-    from node.sysquery import VIEWS, Expr, _result_type, parse_select
+    from node.sysquery import SRFS, VIEWS, Expr, ViewDef, _result_type, parse_select
 
     sel = parse_select(sql)
     view = VIEWS.get(sel.source) if sel.source else None
+    if sel.source in SRFS:  # describe without running it: the function's declared columns
+        view = ViewDef(SRFS[sel.source].columns, lambda _s: [])
     source_cols = dict(view.columns) if view else {}
     cols: list[P.Column] = []
     for e, alias in sel.items:

@@ -352,4 +352,6 @@ def txid_current(s: Any) -> int:
     return int(sqls.xid)
 
 
-from node import replviews  # noqa: E402,F401 - registers the replication views and functions
+# Registered at import: views and functions defined in their own modules.
+from node import bgwviews, replviews  # noqa: E402,F401
+from node.contrib import pgbed_test  # noqa: E402,F401 - its SQL API answers only after CREATE EXTENSION

@@ -361,6 +361,7 @@ class Select:
     order: list[tuple[Expr, bool]]
     limit: Expr | None
     offset: Expr | None
+    source_args: list[Expr] = field(default_factory=list)
 
 
 def parse_select(sql: str) -> Select:
@@ -388,13 +389,22 @@ def parse_select(sql: str) -> Select:
             schema, source = source, p.ident()
             if schema not in ("pg_catalog", "public"):
                 raise PGError(f'relation "{schema}.{source}" does not exist', "42P01")
+        source_args: list[Expr] = []
         if p.take("("):  # FROM f(): a record function answered by the view of the same name
-            p.expect(")")
-            if source not in TABLE_FUNCTIONS:
-                raise unsupported(f"{source}() in FROM")
-        elif source in TABLE_FUNCTIONS:
+            if source in SRFS:  # or a set-returning function with arguments
+                if not p.take(")"):
+                    while True:
+                        source_args.append(p.expr())
+                        if p.take(")"):
+                            break
+                        p.expect(",")
+            else:
+                p.expect(")")
+                if source not in TABLE_FUNCTIONS:
+                    raise unsupported(f"{source}() in FROM")
+        elif source in TABLE_FUNCTIONS or source in SRFS:
             raise PGError(f'relation "{source}" does not exist', "42P01")
-        if source not in VIEWS:
+        if source not in VIEWS and source not in SRFS:
             raise PGError(f'relation "{source}" does not exist', "42P01")
         if p.take("as") or (p.peek() is not None and p.peek().kind == "ident" and not p.at(  # type: ignore[union-attr]
                 "where", "order", "limit", "offset", "group", "join", "union", "having")):  # fmt: skip
@@ -424,7 +434,7 @@ def parse_select(sql: str) -> Select:
     p.take(";")
     if p.peek() is not None:
         raise p.error_here()
-    return Select(items, source, where, order, limit, offset)
+    return Select(items, source, where, order, limit, offset, source_args if source else [])
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -458,6 +468,28 @@ class ViewDef:
 
 VIEWS: dict[str, ViewDef] = {}
 TABLE_FUNCTIONS: set[str] = set()  # names whose `FROM f()` is the view of the same name
+
+
+@dataclass
+class SRF:
+    """A set-returning function used in FROM: `SELECT * FROM f(args)`."""
+
+    columns: list[tuple[str, int]]
+    impl: Callable[..., list[dict[str, Any]]]
+    params: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+SRFS: dict[str, SRF] = {}
+
+
+def register_srf(name: str, columns: list[tuple[str, int]], params: tuple[str, ...] = (),
+                 **defaults: Any) -> Callable[..., Any]:  # fmt: skip
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        SRFS[name] = SRF(columns, fn, params, defaults)
+        return fn
+
+    return deco
 
 
 _INT_RANGE = {P.INT2: (-(2**15), 2**15 - 1, "smallint"), P.INT4: (-(2**31), 2**31 - 1, "integer"),
@@ -713,6 +745,18 @@ def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] 
     sel = parse_select(sql)
     ev = Evaluator(session, params)
     view = VIEWS.get(sel.source) if sel.source else None
+    if sel.source in SRFS:
+        srf = SRFS[sel.source]
+        args = [ev.eval(a, None) for a in sel.source_args]
+        if len(args) > len(srf.params):
+            raise PGError(f"function {sel.source} with {len(args)} arguments does not exist", "42883")
+        bound = dict(srf.defaults)
+        bound.update(zip(srf.params, args, strict=False))
+        missing = [x for x in srf.params if x not in bound]
+        if missing:
+            raise PGError(f"function {sel.source} requires argument {missing[0]}", "42883")
+        srf_rows = srf.impl(session, **bound)
+        view = ViewDef(srf.columns, lambda _s: srf_rows)
     source_cols = dict(view.columns) if view else {}
     items: list[tuple[Expr, str]] = []
     for e, alias in sel.items:

@@ -213,6 +213,35 @@ class ReplSlotEntry(ctypes.Structure):
     ]
 
 
+class BgwSlot(ctypes.Structure):
+    """BackgroundWorkerSlot (BGW-4/5): a free slot is written by a registrant holding
+    LWLockId.BGWORKER, which sets `in_use` last; a slot in use belongs to the postmaster (it
+    writes pid; others may only set `terminate`). The statistics are the postmaster's too."""
+
+    _fields_ = [
+        ("in_use", c_uint8),
+        ("terminate", c_uint8),
+        ("start_time", c_uint8),
+        ("flags", c_uint32),
+        ("generation", c_uint64),
+        ("pid", c_int32),  # -1 not yet started, 0 stopped
+        ("restart_time", c_int32),
+        ("notify_pid", c_int32),
+        ("main_arg", ctypes.c_int64),
+        ("name", ctypes.c_char * 96),
+        ("type", ctypes.c_char * 96),
+        ("function", ctypes.c_char * 128),
+        ("extra", ctypes.c_char * 128),
+        ("extra_len", c_uint32),
+        ("starts", c_uint32),
+        ("crashes", c_uint32),
+        ("last_start", c_double),
+        ("last_exit", c_double),
+        ("last_exit_code", c_int32),
+        ("has_exited", c_uint8),
+    ]
+
+
 SYNC_REP_MODES = ("remote_write", "on", "remote_apply")  # WalSndCtl->lsn[] index: write, flush, apply
 
 
@@ -252,6 +281,7 @@ class ShmemSizes:
     n_procs: int
     n_walsenders: int = 10
     n_replslots: int = 10
+    n_bgworkers: int = 8
 
 
 def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
@@ -276,6 +306,8 @@ def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
             ("walrcv", WalRcvCtl),
             ("replslots", ReplSlotEntry * max(1, sizes.n_replslots)),
             ("syncrep", SyncRepCtl),
+            ("bgw_count", c_uint32),  # total slots, written once at creation (BGW-6's consistency check)
+            ("bgw", BgwSlot * max(1, sizes.n_bgworkers)),
         ]
 
     return ShmemLayout

@@ -1,0 +1,1 @@
+"""Loadable modules shipped with pgbed (shared_preload_libraries / CREATE EXTENSION)."""
