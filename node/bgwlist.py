@@ -27,7 +27,10 @@ BGWORKER_CLASS_PARALLEL = 0x0010
 BGW_NEVER_RESTART = -1
 BGW_MAXLEN = 96
 BGW_EXTRALEN = 128
-MAX_PER_PASS = 100  # maybe_start_bgworkers ([M]): forks per pass, then the loop goes on at once
+# maybe_start_bgworkers forks at most this many per loop pass, then the loop goes on without
+# sleeping. PostgreSQL [M] allows 100; a fork of a Python postmaster costs a few milliseconds, so
+# pgbed takes 10 at a time to keep accepting connections during a burst (PM-0).
+MAX_PER_PASS = 10
 MAX_RESTART_S = 86_400_000  # BGW-3: milliseconds-per-day compared against seconds, as in PostgreSQL
 
 

@@ -258,7 +258,6 @@ def register_dynamic_background_worker(w: WorkerDef) -> Handle | None:
 
 # -- the worker process ----------------------------------------------------------------------------
 
-_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 _worker: WorkerDef | None = None
 
 
@@ -288,8 +287,8 @@ def _cancel(signum: int, frame: Any) -> None:
 
 
 def unblock_signals() -> None:
-    """BackgroundWorkerUnblockSignals."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
+    """BackgroundWorkerUnblockSignals: the whole mask, as PostgreSQL's UnBlockSig."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def check_for_interrupts() -> None:
@@ -331,7 +330,9 @@ def worker_main(w: WorkerDef, slot: int) -> int:
     """BackgroundWorkerMain, in the forked child."""
     global _worker
     _worker = w
-    signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)  # blocked until the worker unblocks them
+    # The postmaster forks with every signal blocked; they stay blocked (SIGQUIT too, as with
+    # PostgreSQL's BlockSig) until the worker calls unblock_signals().
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
     install_handler(signal.SIGTERM, _die)
     install_handler(signal.SIGQUIT, _quit)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

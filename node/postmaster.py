@@ -308,7 +308,8 @@ class Postmaster:
                        error="no free slot")  # fmt: skip
             return 0
         try:
-            if point is not None and point.action == injection.Action.FAIL:
+            if point is not None and point.action in (injection.Action.FAIL, injection.Action.SLEEP):
+                # fail: the fork fails; sleep: a slow fork (the postmaster loop is held meanwhile)
                 injection.run(f"postmaster-fork-{kind.point_prefix}", point)
             pid = self.fork(ChildInfo(kind, slot), main, self._close_fds_for_child())
         except (OSError, elog.PGError) as e:

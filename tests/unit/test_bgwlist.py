@@ -93,8 +93,9 @@ def test_launch_plan_nothing_while_fatal_error_and_at_most_limit_per_pass() -> N
     assert B.launch_plan(ws, PMState.RUN, True, now=0.0).start == []
     plan = B.launch_plan(ws, PMState.RUN, False, now=0.0)
     assert len(plan.start) == B.MAX_PER_PASS and plan.more_due
-    plan = B.launch_plan(ws[:50], PMState.RUN, False, now=0.0)
-    assert len(plan.start) == 50 and not plan.more_due
+    plan = B.launch_plan(ws[:7], PMState.RUN, False, now=0.0)
+    assert len(plan.start) == 7 and not plan.more_due
+    assert B.MAX_PER_PASS <= 100  # F07: never more than PostgreSQL's 100 per pass
 
 
 @pytest.mark.parametrize("code, restart, detached, terminate, action", [
