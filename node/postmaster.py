@@ -375,7 +375,7 @@ class Postmaster:
     def _bgw_event(self, event: str, level: str, msg: str, rw: Any, pid: int, **extra: Any) -> None:
         w = rw.worker
         elog.event(event, level, msg, name=w.name, type=w.type, start_time=w.start_time.sql_name, pid=pid,
-                   slot=rw.shmem_slot, generation=rw.generation, **extra)  # fmt: skip
+                   slot=rw.shmem_slot, generation=rw.generation, restart_time=w.restart_time, **extra)  # fmt: skip
 
     def _notify(self, pid: int) -> None:
         if pid > 0:
@@ -397,7 +397,6 @@ class Postmaster:
             slot.in_use = 1
             rw.shmem_slot = i
             rw.generation = 0
-            rw.pid = 0
 
     def _bgw_by_slot(self, i: int) -> Any:
         return next((rw for rw in self.bgworkers if rw.shmem_slot == i), None)
@@ -524,7 +523,10 @@ class Postmaster:
             slot.last_exit_code = code
             if action is bgwlist.ExitAction.CRASH:
                 slot.crashes += 1
-        rw.pid = 0
+        if action is not bgwlist.ExitAction.CRASH:
+            # A crashed worker keeps its pid here: the crash reinit clears it (BGW-17), or, with the
+            # historic bug `bgw17_pid_not_reset`, does not, and the worker is never started again.
+            rw.pid = 0
         rw.child_slot = -1
         rw.last_exit_code = code
         if code != 0:

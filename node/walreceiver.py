@@ -175,6 +175,7 @@ class WalReceiver:
         self.last_recv = time.monotonic()
         self.last_reply = 0.0
         self.ping_sent = False
+        self.send_error: str | None = None
 
     def check_interrupts(self) -> None:
         report_signals()
@@ -404,6 +405,9 @@ class WalReceiver:
             except ReplClientError as e:
                 self._flush()
                 raise elog.fatal(f"could not receive data from WAL stream: {e.message}", "08006") from None
+            if self.send_error is not None and not got_any:
+                # Nothing more to read and we cannot write: the connection is gone.
+                raise elog.fatal(f"could not send data to WAL stream: {self.send_error}", "08006")
             if got_any:
                 self.last_recv = time.monotonic()
                 self.ping_sent = False
@@ -504,12 +508,23 @@ class WalReceiver:
         msg = b"r" + struct.pack(
             "!QQQqB", self.written, self.flushed, apply, P.pg_epoch_us(), 1 if request_reply else 0
         )
-        self.conn.send_copy_data(msg)
+        self._send(msg)
         self.last_reply = now
+
+    def _send(self, payload: bytes) -> None:
+        """A failed send is not the end yet: the primary may have ended the stream (`COPY 0`)
+        and closed the connection, with that message still unread in our socket buffer. The
+        receive loop reads it (or the EOF) next and decides."""
+        from node.replclient import ReplClientError
+
+        try:
+            self.conn.send_copy_data(payload)
+        except ReplClientError as e:
+            self.send_error = e.message
 
     def _send_hs_feedback(self) -> None:
         """PG15 sends one all-zero hot-standby feedback message even with the feature off."""
-        self.conn.send_copy_data(b"h" + struct.pack("!qIIII", P.pg_epoch_us(), 0, 0, 0, 0))
+        self._send(b"h" + struct.pack("!qIIII", P.pg_epoch_us(), 0, 0, 0, 0))
 
     def _die(self, code: int) -> None:
         """WalRcvDie: flush, STOPPED, pid 0, latch pointer cleared, wake the startup process."""
