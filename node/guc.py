@@ -1000,6 +1000,27 @@ class GucState:
             return slot
         raise GucError("42704", f'unrecognized configuration parameter "{name}"')
 
+    def define_custom(self, setting: Setting) -> str | None:
+        """DefineCustom*Variable: a loaded module defines its setting. A placeholder's value (from
+        the configuration file, -c or SET) is re-applied under the real definition; an invalid
+        one is dropped for the default and the returned message says so (WARNING in PostgreSQL)."""
+        key = setting.name.lower()
+        old = self._slots.get(key)
+        if old is not None and not old.setting.flags & GucFlag.CUSTOM_PLACEHOLDER:
+            return None  # already defined (a second load of the module)
+        slot = _Slot(setting)
+        self._slots[key] = slot
+        if old is None or old.source == GucSource.DEFAULT:
+            return None
+        try:
+            value = self._parse(slot, setting.name, str(old.value))
+        except GucError as e:
+            return e.message
+        slot.value = slot.reset_val = value
+        slot.source = slot.reset_source = old.source
+        slot.sourcefile, slot.sourceline, slot.in_file = old.sourcefile, old.sourceline, old.in_file
+        return None
+
     def setting(self, name: str) -> Setting:
         """The definition of a setting (placeholders included); 42704 if unknown."""
         return self._find(name, False).setting

@@ -354,4 +354,4 @@ def txid_current(s: Any) -> int:
 
 # Registered at import: views and functions defined in their own modules.
 from node import bgwviews, replviews  # noqa: E402,F401
-from node.contrib import pgbed_test  # noqa: E402,F401 - its SQL API answers only after CREATE EXTENSION
+from node.contrib import pgbed_test, worker_spi  # noqa: E402,F401 - they answer only after CREATE EXTENSION

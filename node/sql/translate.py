@@ -1309,8 +1309,18 @@ def _create_index(tr: _Translator, root: exp.Create) -> Plan:
         using = params.args["using"].name.lower()
         if using != "btree":
             raise unsupported(f"index access method {using}")
-    if params is not None and params.args.get("where") is not None:
-        raise unsupported("partial indexes")
+    where_sql = ""
+    where = params.args.get("where") if params is not None else None
+    if where is not None:
+        # A partial index: SQLite has them too; the predicate is rewritten like a CHECK.
+        cond = where.this if isinstance(where, exp.Where) else where
+        for colref in cond.find_all(exp.Column):
+            if ti.column(colref.name) is None:
+                raise PGError(f'column "{colref.name}" does not exist', "42703", position=tr.pos(colref))
+        ce = tr.rw(cond.copy())
+        for colref in ce.find_all(exp.Column):
+            colref.set("table", None)
+        where_sql = f" WHERE {_gen(ce)}"
     parts: list[str] = []
     names: list[str] = []
     for ce in cols_exprs:
@@ -1333,8 +1343,10 @@ def _create_index(tr: _Translator, root: exp.Create) -> Plan:
     unique = bool(root.args.get("unique"))
     iname = mangle(ti.schema, name)
     plan.steps = [Step(f"CREATE {'UNIQUE ' if unique else ''}INDEX {_qi(iname)} ON {_qi(ti.sqlite_name)} "
-                       f"({', '.join(parts)})")]  # fmt: skip
-    plan.ddl.append(CreateIndex(IndexInfo(ti.schema, name, iname, ti.sqlite_name), tuple(names) if unique else None))
+                       f"({', '.join(parts)}){where_sql}")]  # fmt: skip
+    # A partial unique index is not a table-wide unique key (ON CONFLICT cannot infer it alone).
+    unique_cols = tuple(names) if unique and not where_sql else None
+    plan.ddl.append(CreateIndex(IndexInfo(ti.schema, name, iname, ti.sqlite_name), unique_cols))
     return plan
 
 
