@@ -127,7 +127,8 @@ def test_launch_blocks_on_hot_standby_until_promotion(node_factory, standby_fact
         c.execute("SET statement_timeout = '1s'")
         with pytest.raises(psycopg.errors.QueryCanceled):
             c.execute("SELECT worker_spi_launch(5)")
-    assert s.sql("SELECT count(*) FROM pg_stat_bgworker WHERE name = 'worker_spi dynamic worker 5' AND in_use") == [(1,)]
+    kept = "SELECT count(*) FROM pg_stat_bgworker WHERE name = 'worker_spi dynamic worker 5' AND in_use"
+    assert s.sql(kept) == [(1,)]
     result: list[object] = []
 
     def launcher() -> None:
