@@ -733,6 +733,9 @@ class Postmaster:
             for rw in self.bgworkers:  # BGW-15: BackgroundWorkerStopNotifications
                 if rw.worker.notify_pid == pid:
                     rw.worker.notify_pid = 0
+                    slot = self.seg.s.bgw[rw.shmem_slot]  # type: ignore[union-attr]
+                    if int(slot.generation) == rw.generation:
+                        slot.notify_pid = 0  # so pg_stat_bgworker shows it
         if child.kind is BackendKind.CHECKPOINTER:
             self.checkpointer_pid = 0
             if cls is ExitClass.CLEAN:  # T11: exit 0 in WAIT_CHECKPOINTER only

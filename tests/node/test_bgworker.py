@@ -192,3 +192,69 @@ def test_burst_of_registrations_does_not_starve_connections(node_factory) -> Non
     last_start = max(e["ts"] for e in n.events("bgw_start"))
     assert answered and answered[0] < last_start, (answered, last_start)
     n.sql("SELECT pgbed_injection_detach('postmaster-fork-bgworker')")
+
+
+def test_exit_without_detach_is_a_crash(node_factory) -> None:
+    """BGW-11 / CRASH-3: a worker that exits 0 without detaching cleanly (`_exit:0`, no exit
+    callbacks) still counts as a crash: the cluster reinitialises."""
+    n = _node(node_factory)
+    with n.connect(autocommit=True) as c:
+        _register(c, "rude", behaviour="_exit:0")
+    n.wait_for_log("all server processes terminated; reinitializing")
+    assert [e["action"] for e in _events(n, "bgw_exit", "rude")] == ["crash"]
+
+
+def test_concurrent_registrations_all_adopted(node_factory) -> None:
+    """F40 / BGW-6 / SIG-5: two backends registering at the same moment send coalescing SIGUSR1s;
+    every registration is still adopted and started."""
+    n = _node(node_factory, max_worker_processes=30)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def reg(prefix: str) -> None:
+        try:
+            with n.connect(autocommit=True) as c:
+                barrier.wait(10)
+                for i in range(10):
+                    assert _register(c, f"{prefix}{i}", behaviour="run") is not None
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reg, args=(p,)) for p in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    n.poll_until(lambda: n.sql("SELECT count(*) FROM pg_stat_bgworker WHERE status = 'started'") == [(20,)],
+                 what="20 workers started")  # fmt: skip
+
+
+def test_notify_pid_cleared_when_the_backend_exits(node_factory) -> None:
+    """BGW-15: the notify pid of a restartable worker is cleared when its registering backend
+    exits cleanly (BackgroundWorkerStopNotifications): later starts signal nobody."""
+    n = _node(node_factory)
+    with n.connect(autocommit=True) as c:
+        _register(c, "child", restart=1, behaviour="exit:1")
+        n.poll_until(lambda: _slot(n, "child").get("notify_pid") == c.info.backend_pid, what="notify pid set")
+    n.poll_until(lambda: len(_events(n, "bgw_start", "child")) >= 2, timeout=10, what="a restart")
+    n.poll_until(lambda: _slot(n, "child").get("notify_pid") is None, what="notify pid cleared")
+
+
+def test_hot_standby_off_consistent_state_waits_for_promotion(node_factory, standby_factory) -> None:
+    """F31 / REC-4 / §1: with hot_standby=off a standby never passes through HOT_STANDBY, so a
+    ConsistentState worker behaves like RecoveryFinished and starts only after promotion."""
+    p = node_factory("primary")
+    s = standby_factory(p, "standby1", start=False, hot_standby="off", shared_preload_libraries="'pgbed_test'",
+                        pgbed_test__static_workers="'cons:consistent_state:-1:run'")  # fmt: skip
+    s.start()
+    s.wait_for_log("consistent recovery state reached")
+    time.sleep(0.5)
+    assert not _events(s, "bgw_start", "cons")
+    assert s.pidfile_status() == "standby"
+    from node.__main__ import main as cli
+
+    assert cli(["promote", "-D", str(s.datadir)]) == 0
+    s.poll_until(lambda: _events(s, "bgw_start", "cons"), what="started after promotion")
+    ready = [e for e in s.events("ready") if e.get("read_only") is False][0]
+    assert _events(s, "bgw_start", "cons")[0]["ts"] >= ready["ts"]
