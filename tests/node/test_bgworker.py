@@ -256,5 +256,5 @@ def test_hot_standby_off_consistent_state_waits_for_promotion(node_factory, stan
 
     assert cli(["promote", "-D", str(s.datadir)]) == 0
     s.poll_until(lambda: _events(s, "bgw_start", "cons"), what="started after promotion")
-    ready = [e for e in s.events("ready") if e.get("read_only") is False][0]
+    ready = next(e for e in s.events("ready") if e.get("read_only") is False)
     assert _events(s, "bgw_start", "cons")[0]["ts"] >= ready["ts"]
