@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--application-name", default=None, help="application_name to put in primary_conninfo")
     sp.set_defaults(fn=cmd_basebackup)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
-    sp.add_argument("group", choices=["startup", "sql", "replication"])
+    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker"])
     sp.add_argument("--runs", type=int, default=7)
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)

@@ -666,6 +666,10 @@ def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
         from orchestrator import bench_repl
 
         return bench_repl.main(runs=runs, json_out=json_out)
+    if group == "bgworker":
+        from orchestrator import bench_bgw
+
+        return bench_bgw.main(runs=runs, json_out=json_out)
     if group != "startup":
         print(f"pgbed bench: unknown group {group!r}", file=sys.stderr)
         return 1

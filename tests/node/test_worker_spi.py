@@ -26,6 +26,8 @@ def _spi_node(node_factory, **settings) -> LocalNode:
             "worker_spi__total_workers": "1", **settings}  # fmt: skip
     n = node_factory(**conf)
     n.wait_for_log("worker_spi worker 1 initialized with schema1.counted")
+    # The log line comes first (SPI-3), then the transaction that creates the table.
+    n.poll_until(lambda: n.sql("SELECT count(*) FROM schema1.counted") is not None, what="schema1.counted created")
     return n
 
 

@@ -231,7 +231,7 @@ def test_main_enforces_at_least_five_runs(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_main_rejects_unknown_group(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main("bgworkers", runs=7) == 1
+    assert bench.main("nosuchgroup", runs=7) == 1
     assert "unknown group" in capsys.readouterr().err
 
 
@@ -266,7 +266,7 @@ def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.main(["bench", "replication", "--runs", "3"]) == 0
     assert seen == {"group": "replication", "runs": 3, "json_out": None}
     with pytest.raises(SystemExit):
-        cli.main(["bench", "bgworkers"])
+        cli.main(["bench", "nosuchgroup"])
 
 
 def test_percentile_interpolates_like_numpy() -> None:
