@@ -428,6 +428,9 @@ def describe(s: Any, sql: str, params: list[Any], portal: str | None = None) -> 
     if word in ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "set", "reset",
                 "checkpoint", "discard"):  # fmt: skip
         return []
+    if (word in ("create", "drop") and _second_word(sql) == "extension") or (
+            word == "alter" and _second_word(sql) == "system"):  # fmt: skip
+        return []  # utility statements of node/extension.py and ALTER SYSTEM: no result columns
     if word == "select":
         from node.pgcatalog import intercept
 

@@ -60,7 +60,9 @@ STEP_TIMEOUT = 120.0
 def _connect(server: Server) -> Any:
     import psycopg
 
-    return psycopg.connect(server.connstr(), autocommit=True)
+    c = psycopg.connect(server.connstr(), autocommit=True)
+    c.prepare_threshold = None  # no server-side prepared plans: each query is planned under its settings
+    return c
 
 
 def _start(flavour: Flavour, rundir: Path, registry: Registry, extra: dict[str, str]) -> Server:
@@ -155,12 +157,14 @@ def run_postgres(flavour: Flavour, rundir: Path, registry: Registry) -> dict[str
             for i in range(ITERATIONS * 2):
                 mode = "on" if i % 2 == 0 else "off"
                 c.execute(f"SET force_parallel_mode = {mode}")
+                c.execute(f"SET max_parallel_workers_per_gather = {1 if mode == 'on' else 0}")
                 t0 = time.perf_counter()
                 c.execute(q).fetchone()
                 out[f"pq_{mode}"].append((time.perf_counter() - t0) * 1000)
             plan = "\n".join(r[0] for r in c.execute("EXPLAIN (ANALYZE, COSTS OFF) " + q).fetchall())
             if "Workers Launched" not in plan:
                 c.execute("SET force_parallel_mode = on")
+                c.execute("SET max_parallel_workers_per_gather = 1")
                 plan = "\n".join(r[0] for r in c.execute("EXPLAIN (ANALYZE, COSTS OFF) " + q).fetchall())
             if "Workers Launched: 1" not in plan:
                 raise BenchError(f"PostgreSQL did not launch a parallel worker:\n{plan}")
