@@ -80,7 +80,8 @@ STATIC_WORKERS: list[WorkerDef] = []
 def load_preload_libraries(guc: Any) -> None:
     """process_shared_preload_libraries: import each module and run its _PG_init()."""
     global _preloading
-    names = [x.strip() for x in str(guc.get("shared_preload_libraries") or "").split(",") if x.strip()]
+    # SplitDirectoriesString: comma-separated, each name optionally double-quoted
+    names = [x.strip().strip('"') for x in str(guc.get("shared_preload_libraries") or "").split(",") if x.strip()]
     _preloading = True
     try:
         for name in names:
