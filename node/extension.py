@@ -76,8 +76,7 @@ def statement(s: Any, sql: str) -> None:
             s.conn.send(P.command_complete(verb))
             return
         raise PGError(f'extension "{name}" does not exist', "42704")
-    sqls.ensure_write_txn()
-    try:
+    def write() -> None:
         sqls.heap.execute_ddl([TABLE_DDL])
         conn = sqls.heap.conn
         if create:
@@ -87,10 +86,8 @@ def statement(s: Any, sql: str) -> None:
                 hook(sqls)
         else:
             conn.execute("DELETE FROM pgbed_extension WHERE extname = ?", (name,))
-    except BaseException:
-        if s.tx == "I":
-            sqls.rollback()
-        raise
-    if s.tx == "I":
-        sqls.commit()
+
+    from node.statements import in_statement_txn
+
+    in_statement_txn(s, write)
     s.conn.send(P.command_complete(verb))

@@ -317,19 +317,29 @@ def _role_statement(s: Any, sql: str) -> None:
         password_encryption=str(s.guc.show("password_encryption")),
         bootstrap_superuser=str(first[0]) if first else None,
     )  # fmt: skip
-    sqls.ensure_write_txn()
-    try:
+    def write() -> None:
         for stmt, args in plan.statements:
             conn.execute(stmt, args)
+
+    in_statement_txn(s, write)
+    for sqlstate, message in plan.notices:
+        s.notice("NOTICE", message, sqlstate)
+    s.conn.send(P.command_complete(plan.tag))
+
+
+def in_statement_txn(s: Any, work: Any) -> None:
+    """Run `work` in the session's write transaction: a statement of its own outside a
+    transaction block (committed here, rolled back on error), or part of the open block."""
+    sqls = s.sql_session()
+    sqls.ensure_write_txn()
+    try:
+        work()
     except BaseException:
         if s.tx == "I":
             sqls.rollback()
         raise
     if s.tx == "I":
         sqls.commit()
-    for sqlstate, message in plan.notices:
-        s.notice("NOTICE", message, sqlstate)
-    s.conn.send(P.command_complete(plan.tag))
 
 
 def run_sql(s: Any, sql: str, params: list[Any]) -> Any:

@@ -552,6 +552,28 @@ class Server:
         return ms
 
 
+def pgbed_and_postgres(root: Path) -> tuple[list[Flavour], Path | None, str]:
+    """The two flavours of the replication and bgworker groups: pgbed with a warm bytecode cache
+    (compiled here), and PostgreSQL 15 run as the `postgres` OS user when we are root; a line
+    says why PostgreSQL is missing when it is. Returns (flavours, PostgreSQL bindir, version)."""
+    flavours = [Flavour(PGBED_PYC, _pgbed_pyc_env(root))]
+    pg_bindir, pg_version = find_postgres()
+    if pg_bindir is None:
+        print(f"PostgreSQL 15 not found ({pg_version}): only pgbed is measured. `{INSTALL_HINT}`")
+    else:
+        uid = gid = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            uid, gid = pw.pw_uid, pw.pw_gid
+        pg = Flavour(POSTGRES, dict(os.environ), bindir=pg_bindir, uid=uid, gid=gid)
+        if uid is not None:
+            pg.env["HOME"] = pwd.getpwuid(uid).pw_dir
+        flavours.append(pg)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "node", "orchestrator"], env=flavours[0].env,
+                   cwd=str(Path(__file__).resolve().parent.parent), capture_output=True)  # fmt: skip
+    return flavours, pg_bindir, pg_version
+
+
 def _time_cmd(cmd: list[str], flavour: Flavour, cwd: Path) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, timeout=SERVER_TIMEOUT, **flavour.popen_kw(cwd))

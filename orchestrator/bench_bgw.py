@@ -24,10 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.bench import (
-    INSTALL_HINT,
     PGBED_PYC,
     POSTGRES,
     BenchError,
@@ -43,9 +40,8 @@ from orchestrator.bench import (
     Registry,
     Server,
     _environment,
-    _pgbed_pyc_env,
-    find_postgres,
     fmt_ms,
+    pgbed_and_postgres,
     render_table,
     summarize,
 )
@@ -202,21 +198,7 @@ def main(runs: int = 3, json_out: str | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="pgbed-bench-bgw-"))
     os.chmod(root, 0o755)
     registry = Registry(root)
-    flavours = [Flavour(PGBED_PYC, _pgbed_pyc_env(root))]
-    pg_bindir, pg_version = find_postgres()
-    if pg_bindir is None:
-        print(f"PostgreSQL 15 not found ({pg_version}): only pgbed is measured. `{INSTALL_HINT}`")
-    else:
-        uid = gid = None
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            uid, gid = pw.pw_uid, pw.pw_gid
-        pg = Flavour(POSTGRES, dict(os.environ), bindir=pg_bindir, uid=uid, gid=gid)
-        if uid is not None:
-            pg.env["HOME"] = pwd.getpwuid(uid).pw_dir
-        flavours.append(pg)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "node", "orchestrator"], env=flavours[0].env,
-                   cwd=str(Path(__file__).resolve().parent.parent), capture_output=True)  # fmt: skip
+    flavours, pg_bindir, pg_version = pgbed_and_postgres(root)
     samples: dict[str, dict[str, list[float]]] = {f.name: {} for f in flavours}
     failures: list[str] = []
     try:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.bench import (
-    INSTALL_HINT,
     PGBED_PYC,
     POSTGRES,
     BenchError,
@@ -50,10 +48,9 @@ from orchestrator.bench import (
     Registry,
     Server,
     _environment,
-    _pgbed_pyc_env,
-    find_postgres,
     fmt_ms,
     log_line_time,
+    pgbed_and_postgres,
     render_table,
     summarize,
 )
@@ -306,24 +303,7 @@ def main(runs: int = 3, json_out: str | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="pgbed-bench-repl-"))
     os.chmod(root, 0o755)
     registry = Registry(root)
-    flavours = [Flavour(PGBED_PYC, _pgbed_pyc_env(root))]
-    notes: list[str] = []
-    pg_bindir, pg_version = find_postgres()
-    if pg_bindir is None:
-        notes.append(f"PostgreSQL 15 not found ({pg_version}): only pgbed is measured. `{INSTALL_HINT}`")
-    else:
-        uid = gid = None
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            uid, gid = pw.pw_uid, pw.pw_gid
-        pg = Flavour(POSTGRES, dict(os.environ), bindir=pg_bindir, uid=uid, gid=gid)
-        if uid is not None:
-            pg.env["HOME"] = pwd.getpwuid(uid).pw_dir
-        flavours.append(pg)
-    for n in notes:
-        print(n)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "node", "orchestrator"], env=flavours[0].env,
-                   cwd=str(Path(__file__).resolve().parent.parent), capture_output=True)  # fmt: skip
+    flavours, pg_bindir, pg_version = pgbed_and_postgres(root)
     samples: dict[str, dict[str, list[float]]] = {f.name: {} for f in flavours}
     failures: list[str] = []
     keep = False

@@ -91,13 +91,6 @@ def _sighup(signum: int, frame: Any) -> None:
         me.latch.set()
 
 
-def _die(signum: int, frame: Any) -> None:
-    count_signal(signum)
-    me.pending.proc_die = True
-    if me.latch is not None:
-        me.latch.set()
-
-
 UPDATE_SQL = ("WITH deleted AS (DELETE FROM {schema}.{table} WHERE type = 'delta' RETURNING value), "
               "total AS (SELECT coalesce(sum(value), 0) as sum FROM deleted) "
               "UPDATE {schema}.{table} SET value = {table}.value + total.sum "
@@ -109,7 +102,7 @@ def worker_spi_main(index: int) -> None:
     w = bgworker._worker
     assert w is not None
     install_handler(signal.SIGHUP, _sighup)
-    install_handler(signal.SIGTERM, _die)
+    install_handler(signal.SIGTERM, bgworker._die)  # the standard die
     bgworker.unblock_signals()
     schema, table = f"schema{index}", "counted"
     dboid, _roleoid = _extra_oids(w.extra)  # roles by OID: only the bootstrap superuser exists as such
