@@ -258,3 +258,58 @@ def test_hot_standby_off_consistent_state_waits_for_promotion(node_factory, stan
     s.poll_until(lambda: _events(s, "bgw_start", "cons"), what="started after promotion")
     ready = next(e for e in s.events("ready") if e.get("read_only") is False)
     assert _events(s, "bgw_start", "cons")[0]["ts"] >= ready["ts"]
+
+
+def test_smart_shutdown_waits_for_clients_not_workers(node_factory) -> None:
+    """SHUT-2 / BGW-16: a smart shutdown waits for the client sessions (workers are not counted),
+    then SIGTERMs the workers at STOP_BACKENDS; the server exits 0."""
+    n = _node(node_factory, "svc:postmaster_start:-1:run")
+    n.poll_until(lambda: _slot(n, "svc").get("status") == "started", what="svc running")
+    pid = _slot(n, "svc")["pid"]
+    sess = n.connect(autocommit=True)
+    n.signal(signal.SIGTERM)  # smart
+    n.wait_for_log("received smart shutdown request")
+    time.sleep(0.5)
+    assert not [e for e in n.events("bgw_exit") if e["pid"] == pid]  # still running while a client is
+    sess.close()
+    assert n.wait_exit() == 0
+    exits = [e for e in n.events("bgw_exit") if e["pid"] == pid]
+    assert exits and exits[0]["exit_code"] == 1
+
+
+def test_postmaster_death_while_waiting_for_a_worker(node_factory, standby_factory) -> None:
+    """F22 / CRASH-10 / BGW-13: a session blocked in worker_spi_launch on a hot standby when the
+    postmaster is SIGKILLed gets `cannot start background processes without postmaster`, or
+    its connection ends; the children exit by themselves."""
+    p = node_factory("primary", shared_preload_libraries="'worker_spi'", worker_spi__total_workers="1")
+    p.sql("CREATE EXTENSION worker_spi")
+    s = standby_factory(p, "standby1", shared_preload_libraries="'worker_spi'", worker_spi__total_workers="1")
+    p.wait_for_catchup(s, "replay")
+    outcome: list[str] = []
+
+    def launcher() -> None:
+        try:
+            with s.connect(autocommit=True) as c:
+                c.execute("SELECT worker_spi_launch(7)")
+                outcome.append("returned")
+        except psycopg.Error as e:
+            outcome.append(str(e))
+
+    t = threading.Thread(target=launcher)
+    t.start()
+    time.sleep(0.7)
+    children = list(s.children())
+    os.kill(s.pid, signal.SIGKILL)
+    t.join(30)
+    assert outcome and outcome[0] != "returned", outcome
+    assert any(x in outcome[0] for x in ("cannot start background processes without postmaster",
+                                         "unexpected postmaster exit", "server closed the connection"))  # fmt: skip
+    s.poll_until(lambda: not any(_alive(c) for c in children), timeout=15, what="children gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
