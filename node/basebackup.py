@@ -45,7 +45,7 @@ EXCLUDE_FILES = frozenset({"postmaster.pid", "postmaster.opts", "standby.signal"
                            "backup_label", "backup_label.old", "tablespace_map", "pgbed_lwlocks",
                            "pgbed.interlock", "pgbed.db-wal", "pgbed.db-shm", "pgbed.db"})  # fmt: skip
 EXCLUDE_DIR_CONTENTS = frozenset({"pg_wal", "pg_replslot", "pgsql_tmp", "log", "pg_stat_tmp"})
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 def _label_text(start: int, ck: int, tli: int, label: str, segsize: int) -> str:
@@ -195,6 +195,7 @@ class _Archive:
 
     def __init__(self, tar: tarfile.TarFile) -> None:
         self.tar = tar
+        tar.copybufsize = 1 << 20  # bigger reads: the checksum runs once per read
         self.files: list[tuple[str, int, float, int]] = []  # path, size, mtime, crc32c
 
     def _note(self, name: str, size: int, mtime: float, crc: int) -> None:
