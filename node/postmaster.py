@@ -398,9 +398,6 @@ class Postmaster:
             rw.shmem_slot = i
             rw.generation = 0
 
-    def _bgw_by_slot(self, i: int) -> Any:
-        return next((rw for rw in self.bgworkers if rw.shmem_slot == i), None)
-
     def _bgw_state_change(self) -> None:
         """BackgroundWorkerStateChange (BGW-6): adopt new slots, pass on terminate requests.
         No lock is taken; every string is copied."""
@@ -412,11 +409,12 @@ class Postmaster:
                      detail=f"max_worker_processes={self.guc.get('max_worker_processes')}, "
                      f"total_slots={int(s.bgw_count)}")  # fmt: skip
             return
+        by_slot = {rw.shmem_slot: rw for rw in self.bgworkers}
         for i in range(int(s.bgw_count)):
             slot = s.bgw[i]
             if not slot.in_use:
                 continue
-            rw = self._bgw_by_slot(i)
+            rw = by_slot.get(i)
             if rw is not None and rw.generation == int(slot.generation):
                 if slot.terminate and not rw.terminate:
                     rw.terminate = True
@@ -437,7 +435,10 @@ class Postmaster:
                 elog.log("DEBUG1", f'worker notification PID {w.notify_pid} is not valid')
                 w.notify_pid = 0
             new = bgwlist.RegisteredWorker(w, i, generation=int(slot.generation))
-            self.bgworkers = [x for x in self.bgworkers if x.shmem_slot != i] + [new]
+            if i in by_slot:  # a stale entry for a slot that was freed and reused
+                self.bgworkers.remove(by_slot[i])
+            self.bgworkers.append(new)
+            by_slot[i] = new
             self._bgw_event(events.BGW_REGISTER, "DEBUG1", f'registering background worker "{w.name}"', new, 0)
 
     def _bgw_forget(self, rw: Any, reason: str) -> None:
