@@ -574,6 +574,33 @@ def pgbed_and_postgres(root: Path) -> tuple[list[Flavour], Path | None, str]:
     return flavours, pg_bindir, pg_version
 
 
+def interleaved_runs(
+    flavours: list[Flavour], runs: int, root: Path, registry: Registry, run_fn: Callable[..., Any],
+    errors: tuple[type[BaseException], ...],
+) -> tuple[list[tuple[Flavour, Any]], list[str]]:
+    """Run `run_fn(flavour, rundir, registry)` for every flavour, `runs` times, alternating the
+    order run by run (A/B, B/A) so that machine noise hits both. A run that raises one of `errors`
+    is a failure with its message; every server process is swept after each run and at the end."""
+    results: list[tuple[Flavour, Any]] = []
+    failures: list[str] = []
+    try:
+        for run in range(1, runs + 1):
+            for fl in flavours if run % 2 else list(reversed(flavours)):
+                print(f"run {run}/{runs}: {fl.label}", flush=True)
+                try:
+                    results.append((fl, run_fn(fl, root / f"run{run}-{fl.name}", registry)))
+                except errors as e:
+                    failures.append(f"run {run} {fl.label}: {e}")
+                    print(f"  FAILED: {e}", flush=True)
+                finally:
+                    registry.sweep()
+    finally:
+        leftovers = registry.sweep()
+        if leftovers:
+            failures.append(f"processes left running and killed: {leftovers}")
+    return results, failures
+
+
 def _time_cmd(cmd: list[str], flavour: Flavour, cwd: Path) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, timeout=SERVER_TIMEOUT, **flavour.popen_kw(cwd))

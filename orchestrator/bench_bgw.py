@@ -41,6 +41,7 @@ from orchestrator.bench import (
     Server,
     _environment,
     fmt_ms,
+    interleaved_runs,
     pgbed_and_postgres,
     render_table,
     summarize,
@@ -200,27 +201,15 @@ def main(runs: int = 3, json_out: str | None = None) -> int:
     registry = Registry(root)
     flavours, pg_bindir, pg_version = pgbed_and_postgres(root)
     samples: dict[str, dict[str, list[float]]] = {f.name: {} for f in flavours}
-    failures: list[str] = []
-    try:
-        for run in range(1, runs + 1):
-            order = flavours if run % 2 else list(reversed(flavours))
-            for fl in order:
-                print(f"run {run}/{runs}: {fl.label}", flush=True)
-                fn = run_pgbed if fl.is_pgbed else run_postgres
-                try:
-                    res = fn(fl, root / f"run{run}-{fl.name}", registry)
-                except (BenchError, OSError, subprocess.TimeoutExpired, psycopg.Error) as e:
-                    failures.append(f"run {run} {fl.label}: {e}")
-                    print(f"  FAILED: {e}", flush=True)
-                    continue
-                finally:
-                    registry.sweep()
-                for k, v in res.items():
-                    samples[fl.name].setdefault(k, []).extend(v)
-    finally:
-        leftovers = registry.sweep()
-        if leftovers:
-            failures.append(f"processes left running and killed: {leftovers}")
+
+    def run_fn(fl: Flavour, rundir: Path, registry: Registry) -> dict[str, list[float]]:
+        return (run_pgbed if fl.is_pgbed else run_postgres)(fl, rundir, registry)
+
+    results, failures = interleaved_runs(flavours, runs, root, registry, run_fn,
+                                         (BenchError, OSError, subprocess.TimeoutExpired, psycopg.Error))  # fmt: skip
+    for fl, res in results:
+        for k, v in res.items():
+            samples[fl.name].setdefault(k, []).extend(v)
     a, b = samples.get(PGBED_PYC, {}), samples.get(POSTGRES, {})
 
     def med(xs: list[float]) -> str:

@@ -49,6 +49,7 @@ from orchestrator.bench import (
     Server,
     _environment,
     fmt_ms,
+    interleaved_runs,
     log_line_time,
     pgbed_and_postgres,
     render_table,
@@ -305,28 +306,12 @@ def main(runs: int = 3, json_out: str | None = None) -> int:
     registry = Registry(root)
     flavours, pg_bindir, pg_version = pgbed_and_postgres(root)
     samples: dict[str, dict[str, list[float]]] = {f.name: {} for f in flavours}
-    failures: list[str] = []
-    keep = False
-    try:
-        for run in range(1, runs + 1):
-            order = flavours if run % 2 else list(reversed(flavours))
-            for fl in order:
-                print(f"run {run}/{runs}: {fl.label}", flush=True)
-                try:
-                    res = run_once(fl, root / f"run{run}-{fl.name}", registry)
-                except (BenchError, OSError, subprocess.TimeoutExpired, psycopg.Error) as e:
-                    failures.append(f"run {run} {fl.label}: {e}")
-                    print(f"  FAILED: {e}", flush=True)
-                    keep = True
-                    continue
-                finally:
-                    registry.sweep()
-                for k, v in res.items():
-                    samples[fl.name].setdefault(k, []).append(v)
-    finally:
-        leftovers = registry.sweep()
-        if leftovers:
-            failures.append(f"processes left running and killed: {leftovers}")
+    results, failures = interleaved_runs(flavours, runs, root, registry, run_once,
+                                         (BenchError, OSError, subprocess.TimeoutExpired, psycopg.Error))  # fmt: skip
+    for fl, res in results:
+        for k, v in res.items():
+            samples[fl.name].setdefault(k, []).append(v)
+    keep = bool(failures)
     print()
     print(report(samples))
     print(f"\n{runs} run(s) per flavour, interleaved; medians over runs. pgbed = pgbed with a warm bytecode cache.")

@@ -16,3 +16,14 @@ def drain_notices(conn: psycopg.Connection[Any]) -> None:
             step()
         except psycopg.OperationalError:
             pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (signal 0); a recycled pid would count, which tests accept."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -20,6 +20,7 @@ import time
 import psycopg
 
 from orchestrator.localnode import LocalNode
+from tests.clienthelp import pid_alive
 
 
 def _node(node_factory, static: str = "", **settings) -> LocalNode:
@@ -304,12 +305,4 @@ def test_postmaster_death_while_waiting_for_a_worker(node_factory, standby_facto
     assert outcome and outcome[0] != "returned", outcome
     assert any(x in outcome[0] for x in ("cannot start background processes without postmaster",
                                          "unexpected postmaster exit", "server closed the connection"))  # fmt: skip
-    s.poll_until(lambda: not any(_alive(c) for c in children), timeout=15, what="children gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    s.poll_until(lambda: not any(pid_alive(c) for c in children), timeout=15, what="children gone")

@@ -22,16 +22,11 @@ import pytest
 
 from orchestrator import replcheck
 from orchestrator.localnode import LocalNode
+from tests.clienthelp import pid_alive
 
 RETRY_MS = 1000
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _pair(node_factory, standby_factory, primary_settings=None, **standby_settings) -> tuple[LocalNode, LocalNode]:
@@ -45,8 +40,8 @@ def _pair(node_factory, standby_factory, primary_settings=None, **standby_settin
 
 def _check_invariants(p: LocalNode, s: LocalNode) -> None:
     v = replcheck.walsnd_slot_violations(_slots(p), exited=replcheck.exited_pids(p.events("child_exit")),
-                                         alive=_alive)  # fmt: skip
-    v += replcheck.walrcv_violations(_walrcv(s), exited=replcheck.exited_pids(s.events("child_exit")), alive=_alive)
+                                         alive=pid_alive)  # fmt: skip
+    v += replcheck.walrcv_violations(_walrcv(s), exited=replcheck.exited_pids(s.events("child_exit")), alive=pid_alive)
     assert not v, v
 
 
