@@ -432,8 +432,9 @@ class Postmaster:
                 self._notify(notify)
                 continue
             if w.notify_pid and w.notify_pid not in self.children:
-                elog.log("DEBUG1", f'worker notification PID {w.notify_pid} is not valid')
+                elog.log("DEBUG1", f"worker notification PID {w.notify_pid} is not valid")
                 w.notify_pid = 0
+                slot.notify_pid = 0  # the slot is ours now (BGW-5)
             new = bgwlist.RegisteredWorker(w, i, generation=int(slot.generation))
             if i in by_slot:  # a stale entry for a slot that was freed and reused
                 self.bgworkers.remove(by_slot[i])

@@ -18,6 +18,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 from orchestrator.localnode import LocalNode
 from tests.clienthelp import pid_alive
@@ -306,3 +307,22 @@ def test_postmaster_death_while_waiting_for_a_worker(node_factory, standby_facto
     assert any(x in outcome[0] for x in ("cannot start background processes without postmaster",
                                          "unexpected postmaster exit", "server closed the connection"))  # fmt: skip
     s.poll_until(lambda: not any(pid_alive(c) for c in children), timeout=15, what="children gone")
+
+
+def test_notify_backend_gone_before_adoption(node_factory) -> None:
+    """F09 / BGW-6 / BGW-15: a backend fills a slot naming itself as notify pid and exits before
+    the postmaster adopts it (here: it exits at the injection point between filling the slot and
+    signalling); the worker is adopted at the next BACKGROUND_WORKER_CHANGE and still starts, its
+    notify pid cleared as not a live child."""
+    n = _node(node_factory)
+    with n.connect(autocommit=True) as c:
+        c.execute("SELECT pgbed_injection_attach('backend-bgworker-registered', 'exit', '0')")
+        with pytest.raises(psycopg.OperationalError):
+            _register(c, "orphan")
+    n.sql("SELECT pgbed_injection_detach('backend-bgworker-registered')")
+    assert not _events(n, "bgw_register", "orphan")  # nobody told the postmaster yet
+    with n.connect(autocommit=True) as c:
+        _register(c, "second")  # its signal makes the postmaster look at every slot
+    n.poll_until(lambda: _slot(n, "orphan").get("status") == "started", what="orphan started")
+    assert _slot(n, "orphan")["notify_pid"] is None
+    assert _slot(n, "second")["status"] == "started"
