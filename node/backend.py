@@ -48,6 +48,7 @@ from node.proc import (
     report_wait,
     report_wait_end,
 )
+from node.sqlexec import SqlOwner
 from node.states import ActivityState, BackendKind, QuitReason
 
 # canAcceptConnections results (PM: CAC_state)
@@ -341,7 +342,7 @@ def main(sock: socket.socket, addr: Any, cac: str, cancel_keys: dict[int, int], 
         return 0
 
 
-class Session:
+class Session(SqlOwner):
     """A client session after startup: GUCs, transaction state, the query loop."""
 
     def __init__(self, conn: Conn, pkt: P.StartupPacket, host: str, port: int, local: bool,
@@ -368,17 +369,6 @@ class Session:
         self.portal_results: dict[str, Any] = {}  # SQL-layer portals run at Describe
         self.sql: Any = None  # node.sqlexec.SqlSession, opened at the first statement needing the heap
         self.in_hot_standby = False
-
-    def sql_session(self) -> Any:
-        if self.sql is None:
-            from node.sqlexec import SqlSession
-
-            self.sql = SqlSession(self)
-        return self.sql
-
-    @staticmethod
-    def sql_in_recovery() -> bool:
-        return bool(me.shm.xlog.in_recovery)
 
     # -- startup ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from node import bgworker, elog
 from node.bgwlist import BGWORKER_BACKEND_DATABASE_CONNECTION
 from node.elog import PGError
 from node.proc import me, report_activity
+from node.sqlexec import SqlOwner
 from node.states import ActivityState
 
 
@@ -34,7 +35,7 @@ class _NoClient:
         pass
 
 
-class WorkerSession:
+class WorkerSession(SqlOwner):
     """The parts of a backend's Session that the SQL layer uses."""
 
     def __init__(self, dbname: str, user: str) -> None:
@@ -60,17 +61,6 @@ class WorkerSession:
 
     def notice(self, severity: str, message: str, sqlstate: str = "01000") -> None:
         elog.log(severity if severity in ("WARNING", "LOG") else "DEBUG1", message, sqlstate=sqlstate)
-
-    def sql_session(self) -> Any:
-        if self.sql is None:
-            from node.sqlexec import SqlSession
-
-            self.sql = SqlSession(self)
-        return self.sql
-
-    @staticmethod
-    def sql_in_recovery() -> bool:
-        return bool(me.shm.xlog.in_recovery)
 
 
 _session: WorkerSession | None = None

@@ -21,6 +21,22 @@ from node.elog import PGError
 from node.proc import me
 
 
+class SqlOwner:
+    """What a session (a client backend's, or a background worker's for SPI) has to offer the SQL
+    layer: its SqlSession, opened at the first statement needing the heap, and the recovery test."""
+
+    sql: Any = None
+
+    def sql_session(self) -> Any:
+        if self.sql is None:
+            self.sql = SqlSession(self)
+        return self.sql
+
+    @staticmethod
+    def sql_in_recovery() -> bool:
+        return bool(me.shm.xlog.in_recovery)
+
+
 class SqlSession:
     def __init__(self, session: Any) -> None:
         from node.sql.catalog import Catalog
