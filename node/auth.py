@@ -686,6 +686,22 @@ class RoleRow:
                    None if until is None else str(until))  # fmt: skip
 
 
+def lookup_role(datadir: str, user: str) -> RoleRow | None:
+    """The role's row, read from the heap with a read-only connection (hot standbys too)."""
+    import apsw
+
+    from node.storage import heap_path
+
+    conn = apsw.Connection(str(heap_path(datadir)), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(5000)
+    try:
+        return RoleRow.from_row(conn.execute(SELECT_ROLE_SQL, (user,)).fetchone())
+    except apsw.SQLError:
+        return None  # no role table: a data directory from before roles existed
+    finally:
+        conn.close()
+
+
 def bootstrap_role_sql(name: str) -> Statement:
     """The initdb superuser (rolsuper, rolcanlogin, no password)."""
     return ("INSERT OR IGNORE INTO pgbed_authid (rolname, rolsuper, rolcanlogin, rolpassword, rolvaliduntil) "

@@ -443,19 +443,9 @@ class Session(SqlOwner):
 
     def _lookup_role(self) -> Any:
         """The role's row from the heap (read-only: hot standbys authenticate too)."""
-        import apsw
-
         from node import auth
-        from node.storage import heap_path
 
-        conn = apsw.Connection(str(heap_path(me.datadir)), flags=apsw.SQLITE_OPEN_READONLY)
-        conn.set_busy_timeout(5000)
-        try:
-            return auth.RoleRow.from_row(conn.execute(auth.SELECT_ROLE_SQL, (self.user,)).fetchone())
-        except apsw.SQLError:
-            return None  # no role table: a data directory from before roles existed
-        finally:
-            conn.close()
+        return auth.lookup_role(me.datadir, self.user)
 
     def _authenticate(self, rule: Any) -> Any:
         """ClientAuthentication for the matched pg_hba.conf rule; returns the role row (or None)."""

@@ -17,7 +17,7 @@ tests drive it with a fake clock.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from node.states import PMState
 
@@ -130,13 +130,6 @@ class RegisteredWorker:
     child_slot: int = -1
     crashed_at: float | None = None  # None: never crashed (or reset); monotonic time of the reap
     terminate: bool = False
-    starts: int = 0
-    crashes: int = 0
-    last_start: float = 0.0
-    last_exit: float = 0.0
-    last_exit_code: int | None = None
-    started_once: bool = False
-    extra_fields: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

@@ -29,7 +29,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import time
 from typing import Any
 
 from node import elog, events, injection
@@ -366,7 +365,3 @@ def worker_main(w: WorkerDef, slot: int) -> int:
         elog.log("ERROR", e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)
         return 1  # an uncaught ERROR in a worker: exit 1
     return 0
-
-
-def now() -> float:
-    return time.monotonic()

@@ -46,7 +46,7 @@ from node.pmlogic import (
     procname,
     wait_backends_done,
 )
-from node.proc import ChildInfo, count_signal, install_handler, me, report_signals
+from node.proc import ChildInfo, count_signal, historic_bug, install_handler, me, report_signals
 from node.states import (
     BackendKind,
     ChildSlotState,
@@ -369,9 +369,6 @@ class Postmaster:
 
     # -- background workers (BGW-5..17; decisions in node/bgwlist.py) -----------------------------
 
-    def _historic(self, name: str) -> bool:
-        return name in str(self.guc.get("pgbed.historic_bugs") or "").replace(" ", "").split(",")
-
     def _bgw_event(self, event: str, level: str, msg: str, rw: Any, pid: int, **extra: Any) -> None:
         w = rw.worker
         elog.event(event, level, msg, name=w.name, type=w.type, start_time=w.start_time.sql_name, pid=pid,
@@ -463,7 +460,7 @@ class Postmaster:
         if not self.bgworkers or self.seg is None:
             return
         plan = bgwlist.launch_plan(self.bgworkers, self.state, self.fatal_error, time.monotonic(),
-                                   consistent_in_recovery=self._historic("consistent_in_recovery"))  # fmt: skip
+                                   consistent_in_recovery=historic_bug("consistent_in_recovery"))  # fmt: skip
         for rw in plan.forget:
             self._bgw_forget(rw, "terminated" if rw.terminate else "crashed, never restart")
         self.bgw_next_wakeup = plan.next_wakeup
@@ -494,8 +491,6 @@ class Postmaster:
         child = self.children.get(pid)
         rw.pid = pid
         rw.child_slot = child.slot if child is not None else -1
-        rw.starts += 1
-        rw.started_once = True
         slot = s.bgw[rw.shmem_slot]
         if int(slot.generation) == rw.generation:
             slot.pid = pid  # BGW-9: STARTED means forked
@@ -530,7 +525,6 @@ class Postmaster:
             # historic bug `bgw17_pid_not_reset`, does not, and the worker is never started again.
             rw.pid = 0
         rw.child_slot = -1
-        rw.last_exit_code = code
         if code != 0:
             elog.log("LOG", describe_exit(name, child.pid, code))
         else:
@@ -539,7 +533,6 @@ class Postmaster:
                         exit_code=code, action=action.value)  # fmt: skip
         if action is bgwlist.ExitAction.CRASH:
             rw.crashed_at = time.monotonic()
-            rw.crashes += 1
             if mine:
                 slot.pid = 0
             self.handle_child_crash(child.pid, code, name, child)
@@ -556,7 +549,7 @@ class Postmaster:
         """BGW-17 at reinit: NEVER_RESTART entries are forgotten, the others reset."""
         from node import bgwlist
 
-        forgotten = bgwlist.reset_after_crash(self.bgworkers, pid_not_reset=self._historic("bgw17_pid_not_reset"))
+        forgotten = bgwlist.reset_after_crash(self.bgworkers, pid_not_reset=historic_bug("bgw17_pid_not_reset"))
         for rw in forgotten:
             self.bgworkers = [x for x in self.bgworkers if x is not rw]
             self._bgw_event(events.BGW_FORGET, "DEBUG1", f'unregistering background worker "{rw.worker.name}"',

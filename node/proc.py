@@ -93,6 +93,16 @@ def install_handler(sig: int, fn: Callable[[int, Any], None]) -> None:
     signal.signal(sig, wrapper)
 
 
+def historic_bug(name: str) -> bool:
+    """Whether `pgbed.historic_bugs` puts back the named historic bug (read at the call, so a
+    reload takes effect; any process, the postmaster included)."""
+    try:
+        value = str(me.guc.get("pgbed.historic_bugs") or "")
+    except Exception:
+        return False
+    return name in value.replace(" ", "").split(",")
+
+
 def count_signal(signum: int) -> None:
     """Called from handlers: only an integer increment (P-5)."""
     me.pending.received[signum] += 1

@@ -76,7 +76,9 @@ def initialize_connection(dbname: str | None, user: str | None) -> WorkerSession
     if dbname != "postgres":
         raise elog.fatal(f'database "{dbname}" does not exist', "3D000")
     user = user or _bootstrap_superuser()
-    if _lookup_role(user) is None:  # a worker needs no LOGIN: only that the role exists
+    from node.auth import lookup_role
+
+    if lookup_role(me.datadir, user) is None:  # a worker needs no LOGIN: only that the role exists
         raise elog.fatal(f'role "{user}" does not exist', "28000")
     e = me.entry
     if e is not None:
@@ -86,20 +88,6 @@ def initialize_connection(dbname: str | None, user: str | None) -> WorkerSession
         e.changecount += 1
     _session = WorkerSession(dbname, user)
     return _session
-
-
-def _lookup_role(user: str) -> Any:
-    import apsw
-
-    from node import auth
-    from node.storage import heap_path
-
-    conn = apsw.Connection(str(heap_path(me.datadir)), flags=apsw.SQLITE_OPEN_READONLY)
-    conn.set_busy_timeout(5000)
-    try:
-        return auth.RoleRow.from_row(conn.execute(auth.SELECT_ROLE_SQL, (user,)).fetchone())
-    finally:
-        conn.close()
 
 
 def _bootstrap_superuser() -> str:

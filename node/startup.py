@@ -709,8 +709,6 @@ class StandbyReplay:
         self.replay_available(upto, delay=False)  # nothing once the recovery target was reached
         if self.reader.end_reason and self.replayed:
             elog.log("DEBUG2" if self.reader.missing_segment else "LOG", self.reader.end_reason)
-        self.conn.close()
-        self.conn = __import__("node.storage", fromlist=["connect"]).connect(self.dd)
         return _end_archive_recovery(self.cf, self.standby, self.next, self.last, self.tli, self.history)
 
 

@@ -47,6 +47,7 @@ from node.ipc.shmem import WALRCV_STATES
 from node.proc import (
     count_signal,
     die_handler,
+    historic_bug,
     install_handler,
     me,
     reload_handler,
@@ -96,7 +97,7 @@ def request_streaming(shm: Any, locks: Any, conninfo: str, slot: str, lsn: int, 
         if w.state in (STOPPED, WAITING):
             w.changecount += 1
             if w.state == STOPPED:
-                w.conninfo = conninfo.encode()[: len(type(w).conninfo) - 1] if False else conninfo.encode()[:511]
+                w.conninfo = conninfo.encode()[:511]
                 w.slot_name = slot.encode()[:63]
                 w.start_time = time.time()
                 launch = True
@@ -155,10 +156,6 @@ def _term_with_work(signum: int, frame: Any) -> None:
 
 def _quit(signum: int, frame: Any) -> None:
     os._exit(2)
-
-
-def _historic(name: str) -> bool:
-    return name in str(me.guc.get("pgbed.historic_bugs") or "").replace(" ", "").split(",")
 
 
 class WalReceiver:
@@ -561,7 +558,7 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     injection.inject("walreceiver-start")
     attach()
-    if _historic("signal_handler_work"):
+    if historic_bug("signal_handler_work"):
         install_handler(signal.SIGTERM, _term_with_work)
     try:
         return WalReceiver().run()

@@ -46,7 +46,7 @@ from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.lwlock import LWLockId
 from node.ipc.pmsignal import send_pmsignal
 from node.ipc.shmem import WALSND_STATES
-from node.proc import count_signal, install_handler, me, report_activity, report_signals
+from node.proc import count_signal, historic_bug, install_handler, me, report_activity, report_signals
 from node.states import ActivityState, BackendKind, ChildSlotState, PMSignalReason
 
 MAX_SEND_SIZE = 128 * 1024  # XLOG_BLCKSZ * 16
@@ -65,16 +65,10 @@ class _Flags:
     got_stopping = False
     replication_active = False
     my_walsnd: Any = None  # MyWalSnd: the handlers' way to our slot (cleared first at exit)
+    slot_no = -1  # its index, for the events
 
 
 flags = _Flags()
-
-
-def _historic(name: str) -> bool:
-    try:
-        return name in str(me.guc.get("pgbed.historic_bugs") or "").replace(" ", "").split(",")
-    except Exception:
-        return False
 
 
 def _set_my_latch() -> None:
@@ -120,7 +114,7 @@ def install_signals() -> None:
 
     install_handler(signal.SIGUSR1, _usr1)
     install_handler(signal.SIGUSR2, _usr2)
-    if _historic("signal_handler_work"):
+    if historic_bug("signal_handler_work"):
         install_handler(signal.SIGTERM, _die_with_work)
     else:
         install_handler(signal.SIGTERM, backend._die)
@@ -140,6 +134,7 @@ def claim_slot() -> Any:
         for i in range(min(n, len(shm.walsnd))):
             if shm.walsnd[i].pid == 0:
                 ws = shm.walsnd[i]
+                flags.slot_no = i
                 break
         if ws is None:
             raise elog.fatal('number of requested standby connections exceeds "max_wal_senders" '
@@ -170,7 +165,7 @@ def _walsnd_kill(code: int) -> None:
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM,
                                               signal.SIGINT})  # fmt: skip
-    if _historic("walsndkill_order"):
+    if historic_bug("walsndkill_order"):
         # The 2013 order: the slot is freed first, and a new walsender may claim it (and set its
         # latch pointer) before this process clears "its" latch pointer and its local pointer.
         ws.pid = 0
@@ -192,20 +187,7 @@ def set_state(ws: Any, state: int) -> None:
         ws.state = state
         ws.changecount += 1
         elog.event(events.WALSND_STATE, "DEBUG1", f"walsender state {WALSND_STATES[state]}",
-                   state=WALSND_STATES[state], slot=_slot_index(ws))  # fmt: skip
-
-
-def _slot_index(ws: Any) -> int:
-    for i, w in enumerate(me.shm.walsnd):
-        if w is ws or ctypes_addr(w) == ctypes_addr(ws):
-            return i
-    return -1
-
-
-def ctypes_addr(x: Any) -> int:
-    import ctypes
-
-    return ctypes.addressof(x)
+                   state=WALSND_STATES[state], slot=flags.slot_no)  # fmt: skip
 
 
 # -- timelines -------------------------------------------------------------------------------------
@@ -285,7 +267,7 @@ class WalSender:
 
     def run(self) -> int:
         self.ws = claim_slot()
-        elog.event(events.WALSND_START, "DEBUG1", "walsender started", slot=_slot_index(self.ws),
+        elog.event(events.WALSND_START, "DEBUG1", "walsender started", slot=flags.slot_no,
                    application_name=str(me.guc.show("application_name")))  # fmt: skip
         c = self.conn
         send_ready = True
@@ -394,7 +376,7 @@ class WalSender:
 
         try:
             value = me.guc.show(name)
-            canonical = me.guc.canonical_name(name) if hasattr(me.guc, "canonical_name") else name
+            canonical = me.guc.setting(name).name
         except GucError as e:
             raise PGError(e.message, e.sqlstate) from None
         self._rows([(canonical, P.TEXT)], [[str(value).encode()]], "SHOW")
@@ -488,7 +470,8 @@ class WalSender:
         reader = wal.WalReader(self.datadir / wal.XLOGDIR, segsize, cur_tli, history=history)
         self.reader = reader
         try:
-            reader.read_raw(cmd.lsn, 1) if cmd.lsn % segsize or cmd.lsn < (valid_upto or flush) else None
+            if cmd.lsn < (valid_upto or flush):  # the first segment must still exist
+                reader.read_raw(cmd.lsn, 1)
         except wal.MissingSegment:
             raise PGError(f"requested WAL segment {wal.segment_name(cmd.lsn, req_tli, segsize)} has already been "
                           "removed", "58P01") from None  # fmt: skip

@@ -24,7 +24,6 @@ What it deliberately does not do: roles and databases by OID beyond pgbed's one 
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 from node import bgworker, elog, spi
@@ -210,7 +209,3 @@ def worker_spi_launch(s: Any, index: Any, dboid: Any, roleoid: Any, flags: Any) 
         raise PGError("cannot start background processes without postmaster", "55000",
                       hint="Kill all remaining database processes and restart the database.")  # fmt: skip
     return pid
-
-
-def now() -> float:
-    return time.time()
