@@ -702,6 +702,49 @@ def lookup_role(datadir: str, user: str) -> RoleRow | None:
         conn.close()
 
 
+def role_name_by_oid(datadir: str, oid: int) -> str | None:
+    """The name of the role with this OID, as node/pgcatalog.py numbers them in pg_roles (the
+    bootstrap superuser 10, others 16384 + their heap rowid), or None."""
+    import apsw
+
+    from node.pgcatalog import BOOTSTRAP_SUPERUSER, BOOTSTRAP_SUPERUSER_OID, FIRST_NORMAL_OID
+    from node.storage import heap_path
+
+    if oid == BOOTSTRAP_SUPERUSER_OID:
+        return BOOTSTRAP_SUPERUSER
+    if oid < FIRST_NORMAL_OID:
+        return None
+    conn = apsw.Connection(str(heap_path(datadir)), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(5000)
+    try:
+        row = conn.execute("SELECT rolname FROM pgbed_authid WHERE rowid = ?", (oid - FIRST_NORMAL_OID,)).fetchone()
+    except apsw.SQLError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None or row[0] == BOOTSTRAP_SUPERUSER else str(row[0])
+
+
+def role_oid_by_name(datadir: str, name: str) -> int | None:
+    """get_role_oid(name, missing_ok=true) with pg_roles' numbering."""
+    import apsw
+
+    from node.pgcatalog import BOOTSTRAP_SUPERUSER, BOOTSTRAP_SUPERUSER_OID, FIRST_NORMAL_OID
+    from node.storage import heap_path
+
+    if name == BOOTSTRAP_SUPERUSER:
+        return BOOTSTRAP_SUPERUSER_OID
+    conn = apsw.Connection(str(heap_path(datadir)), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(5000)
+    try:
+        row = conn.execute("SELECT rowid FROM pgbed_authid WHERE rolname = ?", (name,)).fetchone()
+    except apsw.SQLError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else FIRST_NORMAL_OID + int(row[0])
+
+
 def bootstrap_role_sql(name: str) -> Statement:
     """The initdb superuser (rolsuper, rolcanlogin, no password)."""
     return ("INSERT OR IGNORE INTO pgbed_authid (rolname, rolsuper, rolcanlogin, rolpassword, rolvaliduntil) "

@@ -26,6 +26,7 @@ Shared state: `shm.bgw[]` (node/ipc/shmem.py BgwSlot, with the ownership rules o
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 import signal
@@ -137,8 +138,9 @@ def write_slot(slot: Any, w: WorkerDef, *, generation: int, pid: int) -> None:
     slot.start_time = int(w.start_time)
     slot.restart_time = w.restart_time
     slot.main_arg = w.main_arg
-    slot.extra = w.extra[:128]
-    slot.extra_len = len(w.extra[:128])
+    data = w.extra[:128]
+    ctypes.memmove(slot.extra, data, len(data))  # raw bytes: a c_char field would stop at a NUL
+    slot.extra_len = len(data)
     slot.notify_pid = w.notify_pid
     slot.generation = generation
     slot.pid = pid

@@ -1,8 +1,11 @@
 """SPI for background workers: SQL in a worker's own transactions (executor/spi.c in spirit),
 and BackgroundWorkerInitializeConnection.
 
-What it does: `initialize_connection(dbname, user)` checks the database and role as
-InitPostgres does (FATAL 3D000 / 28000), and fills the worker's pg_stat_activity row (datname,
+What it does: `initialize_connection(dbname, user, flags)` and
+`initialize_connection_by_oid(dboid, roleoid, flags)` check the database and role as InitPostgres
+does (FATAL 3D000 / 28000, `role "x" is not permitted to log in` for a NOLOGIN role unless
+flags has BGWORKER_BYPASS_ROLELOGINCHECK; BGWORKER_BYPASS_ALLOWCONN is accepted and changes
+nothing, because pgbed's one database always allows connections), and fills the worker's pg_stat_activity row (datname,
 usename). `SPI` runs statements through the same SQL layer as client backends
 (node/sqlexec.py) inside explicit transactions: `start_transaction()`, `execute(sql, params)`
 (rows as tuples), `commit()`, `rollback()`, with pg_stat_activity reporting (state
@@ -18,7 +21,7 @@ import time
 from typing import Any
 
 from node import bgworker, elog
-from node.bgwlist import BGWORKER_BACKEND_DATABASE_CONNECTION
+from node.bgwlist import BGWORKER_BACKEND_DATABASE_CONNECTION, BGWORKER_BYPASS_ROLELOGINCHECK
 from node.elog import PGError
 from node.proc import me, report_activity
 from node.sqlexec import SqlOwner
@@ -66,20 +69,45 @@ class WorkerSession(SqlOwner):
 _session: WorkerSession | None = None
 
 
-def initialize_connection(dbname: str | None, user: str | None) -> WorkerSession:
+def initialize_connection(dbname: str | None, user: str | None, flags: int = 0) -> WorkerSession:
     """BackgroundWorkerInitializeConnection."""
-    global _session
     w = bgworker._worker
     if w is None or not w.flags & BGWORKER_BACKEND_DATABASE_CONNECTION:
         raise PGError("database connection requirement not indicated during registration", "XX000")
     dbname = dbname or "postgres"
     if dbname != "postgres":
         raise elog.fatal(f'database "{dbname}" does not exist', "3D000")
-    user = user or _bootstrap_superuser()
+    return _connect(dbname, user or _bootstrap_superuser(), flags)
+
+
+def initialize_connection_by_oid(dboid: int, roleoid: int, flags: int = 0) -> WorkerSession:
+    """BackgroundWorkerInitializeConnectionByOid: role OID 0 is the bootstrap superuser."""
+    from node.auth import role_name_by_oid
+    from node.pgcatalog import DATABASE_NAME, DATABASE_OID
+
+    w = bgworker._worker
+    if w is None or not w.flags & BGWORKER_BACKEND_DATABASE_CONNECTION:
+        raise PGError("database connection requirement not indicated during registration", "XX000")
+    if dboid != DATABASE_OID:
+        raise elog.fatal(f"database {dboid} does not exist", "3D000")
+    if roleoid == 0:
+        return _connect(DATABASE_NAME, _bootstrap_superuser(), flags)
+    user = role_name_by_oid(me.datadir, roleoid)
+    if user is None:
+        raise elog.fatal(f"role with OID {roleoid} does not exist", "28000")
+    return _connect(DATABASE_NAME, user, flags)
+
+
+def _connect(dbname: str, user: str, flags: int) -> WorkerSession:
+    """InitializeSessionUserId's checks, then the pg_stat_activity row."""
+    global _session
     from node.auth import lookup_role
 
-    if lookup_role(me.datadir, user) is None:  # a worker needs no LOGIN: only that the role exists
+    row = lookup_role(me.datadir, user)
+    if row is None:
         raise elog.fatal(f'role "{user}" does not exist', "28000")
+    if not row.rolcanlogin and not flags & BGWORKER_BYPASS_ROLELOGINCHECK:
+        raise elog.fatal(f'role "{user}" is not permitted to log in', "28000")
     e = me.entry
     if e is not None:
         e.changecount += 1

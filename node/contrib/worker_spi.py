@@ -14,11 +14,14 @@ What it does
 - SPI-8 `worker_spi_launch(index int4, dboid oid default 0, roleoid oid default 0, flags text[]
   default '{}')` (after CREATE EXTENSION worker_spi): STRICT, registers `worker_spi dynamic
   worker <index>` with the caller as notify pid, waits for startup (blocking on a hot standby
-  until promotion or cancel), returns the pid, NULL when no slot is free.
+  until promotion or cancel), returns the pid, NULL when no slot is free. dboid 0 is
+  worker_spi.database, roleoid 0 is worker_spi.role (or the bootstrap superuser); the worker
+  connects by OID with the flags as BGWORKER_BYPASS_* bits, so a NOLOGIN role needs
+  ROLELOGINCHECK (otherwise FATAL `role "r" is not permitted to log in`), and an unknown OID is
+  the worker's FATAL, not the caller's ERROR, as in PostgreSQL.
 
-What it deliberately does not do: roles and databases by OID beyond pgbed's one database
-(`dboid` other than 0 or 5 is an unknown database), the ALLOWCONN / ROLELOGINCHECK flags' effects
-(accepted and validated only).
+What it deliberately does not do: more than pgbed's one database (OID 5); ALLOWCONN is accepted
+and has nothing to bypass, since that database always allows connections.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from typing import Any
 
 from node import bgworker, elog, spi
 from node import protocol as P
+from node.auth import role_oid_by_name
 from node.bgwlist import (
     BGW_NEVER_RESTART,
     BGWORKER_BACKEND_DATABASE_CONNECTION,
+    BGWORKER_BYPASS_ALLOWCONN,
+    BGWORKER_BYPASS_ROLELOGINCHECK,
     BGWORKER_SHMEM_ACCESS,
     StartTime,
     Status,
@@ -104,11 +110,14 @@ def worker_spi_main(index: int) -> None:
     install_handler(signal.SIGTERM, bgworker._die)  # the standard die
     bgworker.unblock_signals()
     schema, table = f"schema{index}", "counted"
-    dboid, _roleoid = _extra_oids(w.extra)  # roles by OID: only the bootstrap superuser exists as such
     define_settings(preloaded=False)
-    dbname = str(me.guc.get("worker_spi.database")) if not dboid else _dbname(dboid)
-    role = str(me.guc.get("worker_spi.role") or "") or None
-    session = spi.initialize_connection(dbname, role)
+    if len(w.extra) >= 12:  # a dynamic worker: database, role and connection flags by OID
+        dboid, roleoid, flags = (int.from_bytes(w.extra[i:i + 4], "little") for i in (0, 4, 8))
+        session = spi.initialize_connection_by_oid(dboid, roleoid, flags)
+    else:
+        dbname = str(me.guc.get("worker_spi.database"))
+        role = str(me.guc.get("worker_spi.role") or "") or None
+        session = spi.initialize_connection(dbname, role)
     elog.log("LOG", f"{w.name} initialized with {schema}.{table}")
     s = spi.SPI(session)
     try:
@@ -139,26 +148,15 @@ def worker_spi_main(index: int) -> None:
         s.commit()
 
 
-def _extra_oids(extra: bytes) -> tuple[int, int]:
-    if len(extra) >= 8:
-        return int.from_bytes(extra[:4], "little"), int.from_bytes(extra[4:8], "little")
-    return 0, 0
-
-
-def _dbname(dboid: int) -> str:
-    if dboid == POSTGRES_DBOID:
-        return "postgres"
-    raise elog.fatal(f"database {dboid} does not exist", "3D000")
-
-
 # -- worker_spi_launch (after CREATE EXTENSION worker_spi) ---------------------------------------
 
-_VALID_FLAGS = ("ALLOWCONN", "ROLELOGINCHECK")
+_VALID_FLAGS = {"ALLOWCONN": BGWORKER_BYPASS_ALLOWCONN, "ROLELOGINCHECK": BGWORKER_BYPASS_ROLELOGINCHECK}
 
 
-def _flags(value: Any) -> list[str]:
+def _flags(value: Any) -> int:
+    """The text[] of connection flags as BGWORKER_BYPASS_* bits, with SPI-8's errors."""
     if value is None:
-        return []
+        return 0
     text = str(value).strip()
     if text.startswith("{") and text.endswith("}"):
         inner = text[1:-1]
@@ -167,14 +165,14 @@ def _flags(value: Any) -> list[str]:
         items = [x.strip() for x in inner.split(",") if x.strip()]
     else:
         items = [text] if text else []
-    out = []
+    out = 0
     for it in items:
         if it.upper() == "NULL":
             raise PGError("flags array must not contain nulls", "22004")
         it = it.strip('"')
         if it not in _VALID_FLAGS:
             raise PGError("incorrect flag value found in array", "22023")
-        out.append(it)
+        out |= _VALID_FLAGS[it]
     return out
 
 
@@ -185,13 +183,20 @@ def worker_spi_launch(s: Any, index: Any, dboid: Any, roleoid: Any, flags: Any) 
     extension.require(s, "worker_spi", "worker_spi_launch(integer, oid, oid, text[])")
     if index is None or dboid is None or roleoid is None or flags is None:
         return None  # STRICT
-    _flags(flags)
+    conn_flags = _flags(flags)
     define_settings(preloaded=False)
-    if int(dboid) == 0 and str(me.guc.get("worker_spi.database")) != "postgres":
-        raise PGError(f'database "{me.guc.get("worker_spi.database")}" does not exist', "3D000")
-    if int(dboid) not in (0, POSTGRES_DBOID):
-        raise PGError(f"database {int(dboid)} does not exist", "3D000")
-    extra = int(dboid).to_bytes(4, "little") + int(roleoid).to_bytes(4, "little")
+    dboid, roleoid = int(dboid), int(roleoid)
+    if dboid == 0:  # get_database_oid(worker_spi.database, missing_ok=false)
+        if str(me.guc.get("worker_spi.database")) != "postgres":
+            raise PGError(f'database "{me.guc.get("worker_spi.database")}" does not exist', "3D000")
+        dboid = POSTGRES_DBOID
+    role = str(me.guc.get("worker_spi.role") or "")
+    if roleoid == 0 and role:  # get_role_oid(worker_spi.role, missing_ok=false)
+        found = role_oid_by_name(me.datadir, role)
+        if found is None:
+            raise PGError(f'role "{role}" does not exist', "42704")
+        roleoid = found
+    extra = b"".join(x.to_bytes(4, "little") for x in (dboid, roleoid, conn_flags))
     w = WorkerDef(name=f"worker_spi dynamic worker {int(index)}", type="worker_spi dynamic",
                   flags=BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
                   start_time=StartTime.RECOVERY_FINISHED, restart_time=BGW_NEVER_RESTART,

@@ -231,7 +231,7 @@ class BgwSlot(ctypes.Structure):
         ("name", ctypes.c_char * 96),
         ("type", ctypes.c_char * 96),
         ("function", ctypes.c_char * 128),
-        ("extra", ctypes.c_char * 128),
+        ("extra", ctypes.c_ubyte * 128),
         ("extra_len", c_uint32),
         ("starts", c_uint32),
         ("crashes", c_uint32),

@@ -117,6 +117,34 @@ def test_worker_spi_launch(node_factory) -> None:
         assert msg in str(ei.value)
 
 
+def test_launch_connects_by_oid_and_rolelogincheck(node_factory) -> None:
+    """SPI-8 connection flags: the dynamic worker connects by database and role OID with the
+    flags as BGWORKER_BYPASS_* bits. A NOLOGIN role is refused with FATAL `role "r" is not
+    permitted to log in` (InitializeSessionUserId) unless ROLELOGINCHECK is given; a role OID
+    that does not exist is the worker's FATAL, not the caller's ERROR; worker_spi.role supplies
+    the role when roleoid is 0."""
+    n = _spi_node(node_factory, max_worker_processes=6)
+    n.sql("CREATE EXTENSION worker_spi")
+    n.sql("CREATE ROLE spi_nologin NOLOGIN")
+    oid = n.sql("SELECT oid FROM pg_roles WHERE rolname = 'spi_nologin'")[0][0]
+    off = n.log_offset()
+    pid = n.sql("SELECT worker_spi_launch(7, 0, %s)", (oid,))[0][0]
+    n.wait_for_log('role "spi_nologin" is not permitted to log in', offset=off)
+    n.wait_for_log(f'background worker "worker_spi dynamic" \\(PID {pid}\\) exited with exit code 1', offset=off)
+    assert "worker_spi dynamic worker 7 initialized" not in n.log_content()[off:]
+    pid = n.sql("SELECT worker_spi_launch(8, 0, %s, '{ROLELOGINCHECK}')", (oid,))[0][0]
+    n.wait_for_log("worker_spi dynamic worker 8 initialized with schema8.counted", offset=off)
+    assert n.sql("SELECT usename FROM pg_stat_activity WHERE pid = %s", (pid,)) == [("spi_nologin",)]
+    pid = n.sql("SELECT worker_spi_launch(9, 0, 99999)")[0][0]
+    n.wait_for_log("role with OID 99999 does not exist", offset=off)
+    n.sql("ALTER SYSTEM SET worker_spi.role = 'spi_nologin'")
+    n.reload()
+    n.poll_until(lambda: n.sql("SHOW worker_spi.role") == [("spi_nologin",)], what="worker_spi.role reloaded")
+    pid = n.sql("SELECT worker_spi_launch(10, 0, 0, '{ROLELOGINCHECK}')")[0][0]
+    n.wait_for_log("worker_spi dynamic worker 10 initialized with schema10.counted", offset=off)
+    assert n.sql("SELECT usename FROM pg_stat_activity WHERE pid = %s", (pid,)) == [("spi_nologin",)]
+
+
 def test_launch_blocks_on_hot_standby_until_promotion(node_factory, standby_factory) -> None:
     """F37 / SPI-8 / BGW-13: on a hot standby worker_spi_launch blocks (RecoveryFinished); a
     cancel (here statement_timeout: 57014 as for a cancel request) keeps the registration, whose
