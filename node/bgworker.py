@@ -311,6 +311,9 @@ def wait_latch(timeout: float | None, wait_event: str = "Extension") -> int:
     """WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH) + ResetLatch."""
     latch = me.latch
     assert latch is not None
+    # The window between a loop's flag checks and its sleep (F39): a signal that arrives here
+    # has set the latch, so the wait below returns at once instead of sleeping through it.
+    injection.inject("bgworker-before-wait")
     report_wait("Extension", wait_event)
     try:
         rc = latch.wait(timeout)

@@ -401,12 +401,21 @@ def handled_by_sysquery(sql: str) -> bool:
         try:
             parse_select(sql)
             hit = True
-        except PGError:
+        except PGError as e:
+            if e.sqlstate == "0A000" and _names_a_system_view(sql):
+                raise  # the SQL layer does not know the view: its 42P01 would mislead
             hit = False
         if len(_ROUTE) > 4096:
             _ROUTE.clear()
         _ROUTE[sql] = hit
     return hit
+
+
+def _names_a_system_view(sql: str) -> bool:
+    from node.sysquery import VIEWS
+
+    m = re.search(r"\bfrom\s+(?:pg_catalog\.)?([A-Za-z_][A-Za-z0-9_]*)", sql, re.IGNORECASE)
+    return m is not None and m.group(1).lower() in VIEWS
 
 
 def _third_word(sql: str) -> str:

@@ -3,7 +3,8 @@
 What it does: parses and evaluates a small, strict subset of PostgreSQL's grammar —
 `SELECT <expressions> [FROM pg_stat_activity | pgbed_injection_points [alias]] [WHERE ...]
 [ORDER BY ...] [LIMIT n] [OFFSET n]` with literals, `$n` parameters, column references,
-function calls, `::`/CAST casts, arithmetic, comparisons, AND/OR/NOT, IS [NOT] NULL, IN and
+function calls, `::`/CAST casts, arithmetic, comparisons, AND/OR/NOT, IS [NOT] NULL, IN,
+[NOT] LIKE / ILIKE and
 count(*) — plus SHOW/SET/RESET, BEGIN/COMMIT/ROLLBACK and CHECKPOINT, which the backend
 handles. Values carry PostgreSQL type OIDs so RowDescription and the text encoding are right.
 
@@ -39,7 +40,7 @@ _TOKEN = re.compile(
 KEYWORDS = {
     "select", "from", "where", "and", "or", "not", "is", "null", "true", "false", "as", "order",
     "by", "asc", "desc", "limit", "offset", "in", "cast", "distinct", "group", "having", "union",
-    "join", "nulls", "first", "last", "like", "between", "case", "with",
+    "join", "nulls", "first", "last", "like", "ilike", "between", "case", "with",
 }  # fmt: skip
 
 TYPE_NAMES: dict[str, int] = {
@@ -191,8 +192,18 @@ class Parser:
                     items.append(self.expr())
                 self.expect(")")
                 e = Expr("in", neg, P.BOOL, [e, *items])
-            elif self.at("like", "between"):
-                raise unsupported(f"{self.peek().text.upper()}")  # type: ignore[union-attr]
+            elif self.at("like", "ilike") or (self.at("not") and (self.peek(1) or Tok("", "", 0)).text.lower()
+                                               in ("like", "ilike")):  # fmt: skip
+                neg = self.take("not")
+                ci = self.take("ilike")
+                if not ci:
+                    self.expect("like")
+                pattern = self.concat()
+                if self.at("escape"):
+                    raise unsupported("LIKE ... ESCAPE")
+                e = Expr("like", (neg, ci), P.BOOL, [e, pattern])
+            elif self.at("between"):
+                raise unsupported("BETWEEN")
             else:
                 return e
 
@@ -595,6 +606,13 @@ class Evaluator:
             v = self.eval(e.args[0], row)
             r = v is not None and bool(v) == want
             return not r if neg else r
+        if k == "like":
+            neg, ci = e.value
+            v, pat = self.eval(e.args[0], row), self.eval(e.args[1], row)
+            if v is None or pat is None:
+                return None
+            r = like_regex(_to_text(pat), ci).fullmatch(_to_text(v)) is not None
+            return not r if neg else r
         if k == "in":
             v = self.eval(e.args[0], row)
             vals = [self.eval(a, row) for a in e.args[1:]]
@@ -702,6 +720,23 @@ class Evaluator:
         if missing:
             raise PGError(f"function {e.value} requires argument {missing[0]}", "42883")
         return fn.impl(self.session, **bound)
+
+
+def like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
+    """A LIKE pattern as a regex: % any string, _ one character, backslash escapes the next
+    character (PostgreSQL's default escape); a trailing lone backslash is PostgreSQL's 22025."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern):
+                raise PGError("LIKE pattern must not end with escape character", "22025")
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
 
 
 def _align(a: Any, b: Any) -> tuple[Any, Any]:

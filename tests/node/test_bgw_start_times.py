@@ -6,7 +6,8 @@ consistency with the `startup-before-consistent` injection point); RecoveryFinis
 only at `database system is ready to accept connections` (promotion here); F05 (a RecoveryFinished
 worker terminated before it starts never runs, even after promotion); F32 (after a crash, neither
 ConsistentState nor RecoveryFinished workers start before the node is ready: crash recovery never
-passes through HOT_STANDBY).
+passes through HOT_STANDBY); F10 / BGW-13 (a cancelled wait keeps the registration, whose worker
+starts at promotion).
 """
 
 from __future__ import annotations
@@ -99,3 +100,43 @@ def test_crash_recovery_holds_consistent_state_workers(node_factory) -> None:
     states = [e["new"] for e in n.events("pm_state") if e["ts"] > reinit]
     assert "HOT_STANDBY" not in states
     psycopg.connect(n.connstr()).close()
+
+
+def test_cancel_while_waiting_keeps_the_registration(node_factory, standby_factory) -> None:
+    """F10 / BGW-13: a backend blocked in wait_startup for a RecoveryFinished worker on a hot
+    standby is cancelled with a real CancelRequest: ERROR 57014 `canceling statement due to user
+    request`; the registration stays (NOT_YET_STARTED) and the worker starts at promotion."""
+    import threading
+
+    p = node_factory("primary", shared_preload_libraries="'pgbed_test'")
+    p.sql("CREATE EXTENSION pgbed_test")
+    s = standby_factory(p, "standby1", shared_preload_libraries="'pgbed_test'")
+    p.wait_for_catchup(s, "replay")
+    errors: list[BaseException] = []
+    with s.connect(autocommit=True) as c:
+        h = c.execute("SELECT * FROM pgbed_test_register('f10', 'recovery_finished', -1, '{shmem}', 'run')").fetchone()
+
+        def wait() -> None:
+            try:
+                c.execute("SELECT * FROM pgbed_test_wait_startup(%s, %s)", h).fetchone()
+            except psycopg.Error as e:
+                errors.append(e)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        bpid = s.poll_until(lambda: s.sql("SELECT pid FROM pg_stat_activity WHERE query LIKE "
+                                          "'%pgbed_test_wait_startup%' AND state = 'active'"),
+                            what="the waiting backend")[0][0]  # fmt: skip
+        assert t.is_alive(), "wait_startup returned before the promotion"
+        c.cancel()
+        t.join(10)
+        assert not t.is_alive()
+        assert errors and isinstance(errors[0], psycopg.errors.QueryCanceled), errors
+        assert "canceling statement due to user request" in str(errors[0])
+        assert c.execute("SELECT * FROM pgbed_test_status(%s, %s)", h).fetchone() == ("not yet started", None)
+        assert s.sql("SELECT pid FROM pg_stat_activity WHERE pid = %s", (bpid,)) == [(bpid,)]  # session lives on
+    assert s.sql("SELECT pg_promote()") == [(True,)]
+    started = _ts(s, "bgw_start", name="f10")
+    assert started >= _ts(s, "ready", read_only=False)
+    s.poll_until(lambda: s.sql("SELECT status FROM pg_stat_bgworker WHERE name = 'f10' AND in_use") == [("started",)],
+                 what="f10 running after promotion")  # fmt: skip

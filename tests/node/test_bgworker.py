@@ -7,7 +7,8 @@ failure: F06), BGW-9/12/13 (STARTED means forked; waits), BGW-10 (exit 0 unregis
 1 with NEVER_RESTART unregisters), BGW-14 (terminate, also before start), BGW-16 (shutdown),
 BGW-17 (crash reinit: NEVER_RESTART forgotten, the rest relaunched), BGW-18 (default signal
 behaviour), BGW-19 (max_worker_processes bounds static + dynamic), PM-0 (a burst of 50
-registrations does not starve connections).
+registrations does not starve connections), F07 (150 registrations with max_worker_processes
+200 all start, without sleeping between launch passes).
 """
 
 from __future__ import annotations
@@ -194,6 +195,25 @@ def test_burst_of_registrations_does_not_starve_connections(node_factory) -> Non
     last_start = max(e["ts"] for e in n.events("bgw_start"))
     assert answered and answered[0] < last_start, (answered, last_start)
     n.sql("SELECT pgbed_injection_detach('postmaster-fork-bgworker')")
+
+
+def test_150_registrations_all_start_without_long_sleeps(node_factory) -> None:
+    """F07 / BGW-7: max_worker_processes=200 and 150 registrations at once: all start, in
+    passes of at most MAX_PER_PASS forks (node/bgwlist.py; unit-tested in test_bgwlist.py)
+    with no sleep between passes while more are due, so the whole burst is running within
+    seconds, far from the 60 s a sleeping postmaster would need."""
+    n = _node(node_factory, max_worker_processes=200)
+    with n.connect(autocommit=True) as c:
+        for i in range(150):
+            assert _register(c, f"f07_{i}", behaviour="run") is not None
+    t_registered = time.time()
+    n.poll_until(lambda: n.sql("SELECT count(*) FROM pg_stat_bgworker WHERE status = 'started'") == [(150,)],
+                 timeout=60, what="150 workers started")  # fmt: skip
+    starts = [e for e in n.events("bgw_start") if str(e.get("name", "")).startswith("f07_")]
+    assert len(starts) == 150 and len({e["pid"] for e in starts}) == 150
+    assert max(e["ts"] for e in starts) - t_registered < 30
+    rows = n.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgbed_test'")
+    assert rows == [(150,)]
 
 
 def test_exit_without_detach_is_a_crash(node_factory) -> None:

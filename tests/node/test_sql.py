@@ -212,3 +212,17 @@ def test_set_transaction_read_only_and_txid(node: LocalNode) -> None:
         (b,) = c.execute("SELECT txid_current()").fetchone()
         assert a == b  # one xid per transaction
         c.execute("COMMIT")
+
+
+def test_system_views_with_like_and_unsupported_constructs(node: LocalNode) -> None:
+    """System views answer [NOT] LIKE / ILIKE (psql users filter pg_stat_activity that way); a
+    construct the system-view evaluator lacks is 0A000 naming it, not a misleading 42P01 from
+    the table engine, which does not know the views; user tables still take it."""
+    assert node.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'check%'") == [(1,)]
+    assert node.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type NOT ILIKE 'CHECK%' "
+                    "AND backend_type = 'client backend'") == [(1,)]  # fmt: skip
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="BETWEEN is not supported by pgbed yet"):
+        node.sql("SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid BETWEEN 1 AND 2")
+    node.sql("CREATE TABLE liketest (a text)")
+    node.sql("INSERT INTO liketest VALUES ('x')")
+    assert node.sql("SELECT a FROM liketest WHERE a BETWEEN 'a' AND 'z' AND a LIKE 'x'") == [("x",)]

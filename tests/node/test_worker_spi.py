@@ -5,7 +5,10 @@ table, partial unique index, log line), SPI-4 (each iteration: deltas folded int
 `count ... is now V`), SPI-5 / F35 (SIGHUP wakes at once; a new naptime applies), SPI-6 / F36
 (pg_terminate_backend: FATAL with the type, exit 1, not relaunched), SPI-7 / F38 (pg_stat_activity:
 backend_type, datname, state, query, query_start advancing per naptime), SPI-8 (worker_spi_launch:
-STRICT, the pid, NULL without a slot, flag errors; F37: blocks on a hot standby until promotion).
+STRICT, the pid, NULL without a slot, flag errors, connection by OID with ROLELOGINCHECK; F37:
+blocks on a hot standby until promotion), F39 / SIG-3 / P-2,3 (a SIGHUP between the flag checks
+and the sleep is not slept through: the handler sets the latch, and every signal also writes
+the latch's wakeup pipe).
 """
 
 from __future__ import annotations
@@ -81,6 +84,29 @@ def test_sighup_wakes_at_once_and_new_naptime(node_factory) -> None:
     assert first < 2.0, first
     n.poll_until(lambda: n.log_content()[off:].count("count in schema1.counted is now") >= 3, timeout=5,
                  what="one iteration per second")  # fmt: skip
+
+
+def test_sighup_between_flag_check_and_wait_wakes_at_once(node_factory) -> None:
+    """F39 / SIG-3 / P-2,3: with naptime 10 the worker is held by the `bgworker-before-wait`
+    injection point (sleep 1.5 s) in the window after its flag checks and before its sleep; a
+    SIGHUP sent to it there sets the latch, so the wait returns at once and the next iteration
+    runs when the hold ends — not 10 s later."""
+    n = _spi_node(node_factory, worker_spi__naptime="10")
+    n.sql("INSERT INTO schema1.counted VALUES ('total', 0)")
+    pid = n.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'worker_spi'")[0][0]
+    n.sql("SELECT pgbed_injection_attach('bgworker-before-wait', 'sleep', '1500')")
+    off = n.log_offset()
+    fired_before = len([e for e in n.events("injection_fired") if e.get("pid") == pid])
+    os.kill(pid, signal.SIGHUP)  # SPI-5: an iteration at once, which then enters the window
+    n.wait_for_log("count in schema1.counted is now 0", offset=off, timeout=5)
+    n.poll_until(lambda: len([e for e in n.events("injection_fired") if e.get("pid") == pid]) > fired_before,
+                 timeout=5, what="the worker inside the window")  # fmt: skip
+    n.sql("SELECT pgbed_injection_detach('bgworker-before-wait')")
+    off2 = n.log_offset()
+    t0 = time.time()
+    os.kill(pid, signal.SIGHUP)  # inside the window: the flag check for this loop pass is behind it
+    n.wait_for_log("count in schema1.counted is now 0", offset=off2, timeout=8)
+    assert time.time() - t0 < 5.0, "the SIGHUP was slept through"
 
 
 def test_terminate_is_fatal_and_not_relaunched(node_factory) -> None:

@@ -400,12 +400,29 @@ def test_registered_function_binding() -> None:
 
 
 @pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        ("SELECT 'abc' LIKE 'a%'", True), ("SELECT 'abc' LIKE 'A%'", False), ("SELECT 'abc' ILIKE 'A%'", True),
+        ("SELECT 'abc' LIKE 'a_c'", True), ("SELECT 'abbc' LIKE 'a_c'", False), ("SELECT 'a_c' LIKE 'a\\_c'", True),
+        ("SELECT 'abc' LIKE 'a\\_c'", False), ("SELECT 'x.y' LIKE 'x.y'", True), ("SELECT 'xzy' LIKE 'x.y'", False),
+        ("SELECT 'abc' NOT LIKE 'a%'", False), ("SELECT 'abc' NOT ILIKE 'X%'", True), ("SELECT NULL LIKE 'a'", None),
+        ("SELECT 'a' || 'b' LIKE 'ab'", True), ("SELECT 'line1\nline2' LIKE 'line1%'", True),
+    ],
+)  # fmt: skip
+def test_like(sql: str, want: bool | None) -> None:
+    """[NOT] LIKE / ILIKE as PostgreSQL evaluates them (binds looser than ||, NULL in, NULL out)."""
+    r = run(sql)
+    assert r.rows[0][0] == want
+
+
+@pytest.mark.parametrize(
     ("sql", "sqlstate", "message"),
     [
         ("SELECT 1 FROM nope", "42P01", 'relation "nope" does not exist'),
         ("SELECT 1 FROM foo.bar", "42P01", 'relation "foo.bar" does not exist'),
         ("SELECT DISTINCT 1", "0A000", "SELECT DISTINCT is not supported by pgbed yet"),
-        ("SELECT 'a' LIKE 'a'", "0A000", "LIKE is not supported by pgbed yet"),
+        ("SELECT 'a' LIKE 'a' ESCAPE '#'", "0A000", "LIKE ... ESCAPE is not supported by pgbed yet"),
+        ("SELECT 'a' LIKE 'a\\'", "22025", "LIKE pattern must not end with escape character"),
         ("SELECT 1 BETWEEN 0 AND 2", "0A000", "BETWEEN is not supported by pgbed yet"),
         ("SELECT CASE WHEN true THEN 1 END", "0A000", "CASE is not supported by pgbed yet"),
         ("SELECT (SELECT 1)", "0A000", "subquery is not supported by pgbed yet"),
