@@ -145,7 +145,11 @@ class SqlSession:
             self._check_writable(plan)
             self.ensure_write_txn()
         try:
-            result = self.heap.run(lambda: execute(self.heap.conn, self.catalog, plan, params))
+            if plan.kind in DDL_KINDS:
+                result = self.heap.run_ddl(lambda: execute(self.heap.conn, self.catalog, plan, params),
+                                           [st.sql for st in plan.steps if st.capture is None])  # fmt: skip
+            else:
+                result = self.heap.run(lambda: execute(self.heap.conn, self.catalog, plan, params))
         except BaseException:
             if not in_block:
                 self.rollback()
@@ -161,7 +165,7 @@ class SqlSession:
         sql = {"savepoint": f"SAVEPOINT {q}", "release": f"RELEASE SAVEPOINT {q}",
                "rollback_to": f"ROLLBACK TO SAVEPOINT {q}"}[kind]  # fmt: skip
         try:
-            self.heap.conn.execute(sql)
+            self.heap.savepoint(kind, name, sql)
         except self.heap.apsw.SQLError:
             raise PGError(f'savepoint "{name}" does not exist', "3B001") from None
 
@@ -221,6 +225,10 @@ class SqlSession:
     def close(self) -> None:
         self.heap.close()
         self.xlog.close()
+
+
+# Plans whose SQLite statements change the schema: WAL-logged as statement text (Heap.run_ddl).
+DDL_KINDS = frozenset({"create_schema", "create_table", "create_index", "drop_table", "drop_index", "drop_schema"})
 
 
 def _to_sqlite(v: Any) -> Any:

@@ -158,6 +158,7 @@ class Heap:
             self.conn.set_progress_handler(self._progress, 1000)
         self.session: Any = None
         self.ops: list[tuple[int, bytes]] = []
+        self.marks: list[tuple[str, int]] = []  # (savepoint name, len(ops) when it was set)
         self.in_write = False
 
     # -- interrupts -------------------------------------------------------------------------------
@@ -202,6 +203,34 @@ class Heap:
                 delay = min(delay * 2, 0.002)
         self.in_write = True
         self.ops = []
+        self.marks = []
+        self._new_session()
+
+    def savepoint(self, kind: str, name: str, sql: str) -> None:
+        """SAVEPOINT / RELEASE / ROLLBACK TO, keeping the logged ops in step with SQLite: a
+        savepoint cuts the changeset and remembers how many ops precede it; ROLLBACK TO drops the
+        ops logged since (DDL text and changesets cut after the savepoint describe changes SQLite
+        has just undone) and the open session's changes with them. Raises apsw.SQLError for an
+        unknown savepoint, as SQLite does."""
+        key = name.lower()
+        if kind == "savepoint":
+            self._cut()
+            self.conn.execute(sql)
+            self.marks.append((key, len(self.ops)))
+            self._new_session()
+            return
+        self.conn.execute(sql)
+        idx = max((i for i, (n, _) in enumerate(self.marks) if n == key), default=None)
+        if idx is None:
+            return
+        if kind == "release":
+            del self.marks[idx:]
+            return
+        del self.marks[idx + 1 :]  # ROLLBACK TO keeps the savepoint itself
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        del self.ops[self.marks[idx][1] :]
         self._new_session()
 
     def _new_session(self) -> None:
@@ -234,12 +263,39 @@ class Heap:
             self.ops.append((OP_SQL, sql.encode()))
         self._new_session()
 
+    def run_ddl(self, fn: Callable[[], Any], sqls: list[str]) -> Any:
+        """Run one DDL statement of the SQL layer: `fn` executes its SQLite statements `sqls`
+        and the catalog-row changes that go with them. A session cannot describe schema
+        changes, so the statements are logged as text, followed by the changeset of the catalog
+        rows, in that order (redo creates the table before it fills pgbed_table). They are
+        logged only once the statement has succeeded; a failed one leaves nothing behind."""
+        self._cut()
+        self._new_session()
+        try:
+            result = self.run(fn)
+        except BaseException:
+            assert self.session is not None
+            self.session.close()
+            self.session = None
+            self._new_session()
+            raise
+        assert self.session is not None
+        cs = self.session.changeset()
+        self.session.close()
+        self.session = None
+        self.ops.extend((OP_SQL, sql.encode()) for sql in sqls)
+        if cs:
+            self.ops.append((OP_CHANGESET, cs))
+        self._new_session()
+        return result
+
     def commit(self, wal: Any, *, xid: int, flush: bool) -> int | None:
         """WAL first, then SQLite. Returns the commit record's end LSN (None if read-only)."""
         if not self.in_write:
             return None
         self._cut()
         ops, self.ops = self.ops, []
+        self.marks = []
         if not ops:
             self.conn.execute("COMMIT")
             self.in_write = False
@@ -265,6 +321,7 @@ class Heap:
             self.session.close()
             self.session = None
         self.ops = []
+        self.marks = []
         if self.in_write or not self.conn.get_autocommit():
             try:
                 self.conn.execute("ROLLBACK")

@@ -253,3 +253,40 @@ def test_recovery_min_apply_delay(node_factory, standby_factory) -> None:
     assert s.sql("SELECT count(*) FROM t") == [(0,)]
     s.poll_until(lambda: s.sql("SELECT count(*) FROM t") == [(1,)], what="delayed replay")
     assert time.monotonic() - t0 >= 1.4
+
+
+def test_ddl_after_the_base_backup_is_replayed(node_factory, standby_factory) -> None:
+    """Schema changes made after the standby was cloned reach it: CREATE SCHEMA / TABLE / INDEX
+    and DROP TABLE are WAL-logged as statement text followed by their
+    catalog rows, inside the transaction's COMMIT record; a DDL rolled back to a savepoint, or
+    in a failed statement, leaves nothing on the standby; the standby ends with the primary's
+    schema and rows (the unique index enforces the same keys after promotion). Before this, only
+    the catalog rows were logged and a table created after the clone never reached a standby."""
+    p = node_factory("primary")
+    s = standby_factory(p, "standby1")
+    p.sql("CREATE SCHEMA app")
+    p.sql("CREATE TABLE app.items (id int PRIMARY KEY, v text)")
+    p.sql("INSERT INTO app.items VALUES (1, 'a'), (2, 'b')")
+    p.sql("CREATE UNIQUE INDEX items_v ON app.items (v)")
+    p.sql("CREATE TABLE gone (x int)")
+    p.sql("DROP TABLE gone")
+    with p.connect(autocommit=False) as c:
+        c.execute("CREATE TABLE kept (x int)")
+        c.execute("SAVEPOINT s1")
+        c.execute("CREATE TABLE undone (x int)")
+        c.execute("INSERT INTO kept VALUES (1)")
+        c.execute("ROLLBACK TO SAVEPOINT s1")
+        c.execute("INSERT INTO kept VALUES (2)")
+        c.commit()
+    with pytest.raises(psycopg.errors.DuplicateTable):
+        p.sql("CREATE TABLE kept (x int)")
+    p.wait_for_catchup(s, "replay")
+    assert s.sql("SELECT id, v FROM app.items ORDER BY id") == [(1, "a"), (2, "b")]
+    assert s.sql("SELECT x FROM kept") == [(2,)]
+    for missing in ("gone", "undone"):
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            s.sql(f"SELECT * FROM {missing}")
+    assert s.sql("SELECT pg_promote()") == [(True,)]
+    s.poll_until(lambda: s.sql("SELECT pg_is_in_recovery()") == [(False,)], what="promoted")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        s.sql("INSERT INTO app.items VALUES (3, 'a')")
