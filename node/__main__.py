@@ -209,12 +209,18 @@ def cmd_controldata(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from orchestrator import bench
 
-    return bench.main(a.group, runs=a.runs, json_out=a.json)
+    return bench.main(a.group, runs=a.runs, json_out=a.json, suite=a.suite)
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["chaos"]:  # the orchestrator's own parser takes the rest
+        from orchestrator.chaos import main as chaos_main
+
+        return chaos_main(args[1:])
     p = argparse.ArgumentParser(prog="pgbed", description="pgbed node control (initdb / pg_ctl analogue)")
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("chaos", help="run a seeded chaos campaign (see `pgbed chaos --help`)")
 
     def with_d(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("-D", "--pgdata", required=True, help="data directory")
@@ -256,11 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--application-name", default=None, help="application_name to put in primary_conninfo")
     sp.set_defaults(fn=cmd_basebackup)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
-    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker"])
+    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker", "chaos"])
+    sp.add_argument("--suite", action="store_true", help="chaos: also time the local chaos suite under -n auto")
     sp.add_argument("--runs", type=int, default=7)
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)
-    a = p.parse_args(argv)
+    a = p.parse_args(args)
     return int(a.fn(a))
 
 

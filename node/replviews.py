@@ -60,7 +60,11 @@ def _walsnd_rows(s: Any) -> list[dict[str, Any]]:
     from node.ipc.lwlock import LWLockId
 
     with me.locks.hold(LWLockId.WALSND):
+        # The latch owner too is read under the lock: a walsender frees its slot (under the lock)
+        # before it disowns its latch, so inside the lock the two always agree; read after it,
+        # an owner already gone would be paired with a stale copy of a slot still in use.
         copies = [_copy(ws, _WALSND_FIELDS) for ws in me.shm.walsnd]
+        owners = [_latch_owner(c["latch_slot"]) if c is not None else 0 for c in copies]
     out = []
     for i, c in enumerate(copies):
         if c is None:
@@ -68,7 +72,7 @@ def _walsnd_rows(s: Any) -> list[dict[str, Any]]:
         out.append({
             "slot": i, "pid": c["pid"] or 0,
             "state": WALSND_STATES[c["state"]] if c["pid"] else None,
-            "latch_owner_pid": _latch_owner(c["latch_slot"]),
+            "latch_owner_pid": owners[i],
             "sent_lsn": c["sent_lsn"] or None, "write_lsn": c["write_lsn"] or None,
             "flush_lsn": c["flush_lsn"] or None, "replay_lsn": c["apply_lsn"] or None,
             "reply_time": _ts(c["reply_time"]),
@@ -134,11 +138,19 @@ _WALRCV_FIELDS = ["pid", "state", "latch_slot", "ready_to_display", "receive_sta
 
 
 def _walrcv_raw_rows(s: Any) -> list[dict[str, Any]]:
-    c = _copy(me.shm.walrcv, _WALRCV_FIELDS)
-    if c is None:
+    # The latch owner belongs with the copy it was read with: copy, owner, copy again, and only
+    # a pair of equal copies counts (the walreceiver may exit in between).
+    for _ in range(100):
+        c = _copy(me.shm.walrcv, _WALRCV_FIELDS)
+        if c is None:
+            return []
+        owner = _latch_owner(c["latch_slot"])
+        if _copy(me.shm.walrcv, _WALRCV_FIELDS) == c:
+            break
+    else:
         return []
     return [{
-        "pid": c["pid"], "state": WALRCV_STATES[c["state"]], "latch_owner_pid": _latch_owner(c["latch_slot"]),
+        "pid": c["pid"], "state": WALRCV_STATES[c["state"]], "latch_owner_pid": owner,
         "receive_start_lsn": c["receive_start_lsn"] or None, "written_lsn": c["written_lsn"] or None,
         "flushed_lsn": c["flushed_lsn"] or None, "received_tli": c["received_tli"],
         "last_msg_receipt_time": _ts(c["last_msg_receipt_time"]),

@@ -240,6 +240,9 @@ def run_statement(s: Any, sql: str, params: list[Any], *, send_description: bool
         s.prepared.clear()
         c.send(P.command_complete("DISCARD ALL"))
         return
+    if word == "deallocate":
+        c.send(P.command_complete(_deallocate(s, sql)))
+        return
     res: Any = None
     if word == "select":
         from node.pgcatalog import intercept  # psql's catalog queries, answered from our catalog
@@ -409,6 +412,27 @@ def handled_by_sysquery(sql: str) -> bool:
             _ROUTE.clear()
         _ROUTE[sql] = hit
     return hit
+
+
+def _deallocate(s: Any, sql: str) -> str:
+    """DEALLOCATE [PREPARE] { name | ALL }: drops named prepared statements (psycopg sends
+    DEALLOCATE ALL to resynchronise its statement cache). Returns the command tag."""
+    m = re.fullmatch(r"\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[A-Za-z_][A-Za-z0-9_$]*)\s*;?\s*",
+                     sql, re.IGNORECASE)  # fmt: skip
+    if m is None:
+        m2 = re.match(r"\s*deallocate\s*(\S*)", sql, re.IGNORECASE)
+        tok = (m2.group(1) if m2 else "") or "end of input"
+        raise PGError(f'syntax error at or near "{tok}"' if tok != "end of input" else
+                      "syntax error at end of input", "42601")  # fmt: skip
+    name = m.group(1)
+    if name.lower() == "all":
+        s.prepared.clear()
+        return "DEALLOCATE ALL"
+    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+    if name not in s.prepared:
+        raise PGError(f'prepared statement "{name}" does not exist', "26000")
+    del s.prepared[name]
+    return "DEALLOCATE"
 
 
 def _names_a_system_view(sql: str) -> bool:

@@ -706,7 +706,11 @@ def _print_importtime(title: str, rows: list[dict[str, Any]]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 
-def main(group: str, runs: int = 7, json_out: str | None = None) -> int:
+def main(group: str, runs: int = 7, json_out: str | None = None, suite: bool = False) -> int:
+    if group == "chaos":
+        from orchestrator import bench_chaos
+
+        return bench_chaos.main(runs=runs, json_out=json_out, suite=suite)
     if group == "sql":
         from orchestrator import bench_sql
 

@@ -226,3 +226,18 @@ def test_system_views_with_like_and_unsupported_constructs(node: LocalNode) -> N
     node.sql("CREATE TABLE liketest (a text)")
     node.sql("INSERT INTO liketest VALUES ('x')")
     assert node.sql("SELECT a FROM liketest WHERE a BETWEEN 'a' AND 'z' AND a LIKE 'x'") == [("x",)]
+
+
+def test_deallocate(node: LocalNode) -> None:
+    """DEALLOCATE [PREPARE] name | ALL drops named prepared statements (psycopg sends DEALLOCATE
+    ALL to resynchronise its cache after some rollbacks); an unknown name is 26000."""
+    with node.connect() as c:
+        c.execute("SELECT 1", prepare=True)
+        name = next(iter(c._prepared._names.values())).decode()  # psycopg's own name for it, e.g. _pg3_0
+        cur = c.execute(f"DEALLOCATE {name}", prepare=False)
+        assert cur.statusmessage == "DEALLOCATE"
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName, match=f'prepared statement "{name}" does not exist'):
+            c.execute(f"DEALLOCATE PREPARE {name}", prepare=False)
+        assert c.execute("DEALLOCATE ALL", prepare=False).statusmessage == "DEALLOCATE ALL"
+        with pytest.raises(psycopg.errors.SyntaxError):
+            c.execute("DEALLOCATE", prepare=False)

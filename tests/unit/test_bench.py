@@ -256,8 +256,10 @@ def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
 
     seen: dict[str, object] = {}
 
-    def fake_main(group: str, runs: int = 7, json_out: str | None = None) -> int:
+    def fake_main(group: str, runs: int = 7, json_out: str | None = None, suite: bool = False) -> int:
         seen.update(group=group, runs=runs, json_out=json_out)
+        if suite:
+            seen["suite"] = True
         return 0
 
     monkeypatch.setattr(bench, "main", fake_main)
@@ -265,6 +267,8 @@ def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == {"group": "sql", "runs": 5, "json_out": "/tmp/x.json"}
     assert cli.main(["bench", "replication", "--runs", "3"]) == 0
     assert seen == {"group": "replication", "runs": 3, "json_out": None}
+    assert cli.main(["bench", "chaos", "--runs", "2", "--suite"]) == 0
+    assert seen == {"group": "chaos", "runs": 2, "json_out": None, "suite": True}
     with pytest.raises(SystemExit):
         cli.main(["bench", "nosuchgroup"])
 

@@ -1,0 +1,136 @@
+"""`pgbed bench chaos`: what the chaos suite costs on this machine.
+
+What it does:
+1. a 3-node local cluster (primary + 2 streaming standbys, orchestrator/cluster.py) from
+   nothing to every standby streaming, `--runs` times: median, min, max;
+2. the same with Debian's PostgreSQL 15 (initdb, pg_ctl, pg_basebackup -R on 127.0.0.x, as
+   the postgres OS user) in the same run, interleaved, for the ratio;
+3. with `--suite`, the chaos suite's local scenarios under `pytest -n auto` (tests/chaos,
+   docker-marked ones excluded): wall time and scenarios per minute.
+
+What it deliberately does not do: the Docker cluster bring-up (the Docker backend of the
+Cluster API does not exist yet; the node image's own start is in tests/chaos/test_image.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.bench import render_table
+from orchestrator.cluster import Cluster, next_loopback_host
+from orchestrator.localnode import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def pgbed_cluster_up(base: Path) -> float:
+    t0 = time.perf_counter()
+    c = Cluster.local(base, standbys=2)
+    dt = time.perf_counter() - t0
+    c.teardown()
+    return dt
+
+
+def _as_postgres(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True, **kw)
+
+
+def postgres_cluster_up(base: Path) -> float:
+    """initdb, start, two pg_basebackup -R standbys, until both stream: the same steps."""
+    base.mkdir(parents=True, exist_ok=True)
+    shutil.chown(base, "postgres") if os.geteuid() == 0 else None
+    hosts = [next_loopback_host() for _ in range(3)]
+    ports = [free_port(h) for h in hosts]
+    dirs = [base / n for n in ("primary", "standby1", "standby2")]
+    t0 = time.perf_counter()
+    try:
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(dirs[0]), "-U", "postgres", "-A", "trust", "--no-sync"])
+        with open(dirs[0] / "postgresql.conf", "a") as f:
+            f.write(f"listen_addresses = '{hosts[0]}'\nport = {ports[0]}\nunix_socket_directories = '{base}'\n"
+                    "synchronous_standby_names = 'ANY 1 (standby1, standby2)'\nfsync = on\n")  # fmt: skip
+        with open(dirs[0] / "pg_hba.conf", "a") as f:
+            f.write("host replication all 127.0.0.0/8 trust\n")
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(dirs[0]), "-w", "-l", str(base / "primary.log"), "start"])
+        for i in (1, 2):
+            _as_postgres([str(PG_BIN / "pg_basebackup"), "-h", hosts[0], "-p", str(ports[0]), "-U", "postgres",
+                          "-D", str(dirs[i]), "-R", "-X", "stream", "-c", "fast", "-d",
+                          f"host={hosts[0]} port={ports[0]} user=postgres application_name=standby{i}"])  # fmt: skip
+            with open(dirs[i] / "postgresql.conf", "a") as f:
+                f.write(f"listen_addresses = '{hosts[i]}'\nport = {ports[i]}\n")
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(dirs[i]), "-w", "-l", str(base / f"standby{i}.log"),
+                          "start"])  # fmt: skip
+        import psycopg
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with psycopg.connect(host=hosts[0], port=ports[0], user="postgres", dbname="postgres") as c:
+                n = c.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0]
+            if n == 2:
+                break
+            time.sleep(0.01)
+        else:
+            raise RuntimeError(f"PostgreSQL standbys not streaming within 60 s; logs in {base}")
+        return time.perf_counter() - t0
+    finally:
+        for d in reversed(dirs):
+            if (d / "postmaster.pid").exists():
+                subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(d), "-m",
+                                "immediate", "stop"], capture_output=True, timeout=60)  # fmt: skip
+
+
+def suite_wall_time(root: Path) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", "-m",
+                        "chaos and not docker", "tests/chaos"], cwd=root, capture_output=True, text=True)  # fmt: skip
+    dt = time.perf_counter() - t0
+    tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-300:]
+    m = re.search(r"(\d+) passed", tail)
+    return dt, int(m.group(1)) if m else 0, tail
+
+
+def main(runs: int = 3, json_out: str | None = None, suite: bool = False) -> int:
+    root = Path(tempfile.mkdtemp(prefix="pgbed-bench-chaos-"))
+    os.chmod(root, 0o755)
+    have_pg = (PG_BIN / "initdb").exists()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(runs):
+        print(f"run {i + 1}/{runs}: pgbed 3-node cluster", file=sys.stderr, flush=True)
+        a.append(pgbed_cluster_up(root / f"pgbed{i}"))
+        if have_pg:
+            print(f"run {i + 1}/{runs}: postgres 3-node cluster", file=sys.stderr, flush=True)
+            b.append(postgres_cluster_up(root / f"pg{i}"))
+
+    def fmt(xs: list[float]) -> str:
+        return f"{statistics.median(xs) * 1000:.0f}" if xs else "-"
+
+    ratio = f"{statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-"
+    rows = [["figure", "pgbed median", "min", "max", "postgres median", "ratio"],
+            ["3-node local cluster: nothing -> 2 standbys streaming (ms)", fmt(a), f"{min(a) * 1000:.0f}",
+             f"{max(a) * 1000:.0f}", fmt(b), ratio]]  # fmt: skip
+    out: dict[str, Any] = {"group": "chaos", "runs": runs, "cluster_up_s": {"pgbed": a, "postgres": b}}
+    if suite:
+        print("running the local chaos suite under pytest -n auto ...", file=sys.stderr, flush=True)
+        dt, n, tail = suite_wall_time(Path(__file__).resolve().parents[1])
+        rows.append(["chaos suite (local scenarios, -n auto): wall time (s) / scenarios per minute",
+                     f"{dt:.0f} / {n / dt * 60:.1f}", "-", "-", "-", "-"])  # fmt: skip
+        out["suite"] = {"wall_s": dt, "passed": n, "pytest": tail}
+    print()
+    print(render_table(rows))
+    print(f"\n{runs} run(s) per flavour, interleaved. Goal for the Docker cluster (< 10 s) is not measured here.")
+    if json_out:
+        Path(json_out).write_text(json.dumps(out, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    return 0

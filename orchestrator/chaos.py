@@ -1,0 +1,368 @@
+"""Chaos campaigns: workloads and faults interleaved on a cluster, then every checker.
+
+What it does: `run_campaign(cfg)` brings up (or is given) a cluster, creates the workloads'
+tables, starts their clients, and for `duration` seconds injects faults of the kinds asked for,
+with seeded waits between them, healing each one and waiting until every node answers again
+(the liveness deadline) before the next. When the primary is lost for good (FAILOVER) the most
+advanced standby is promoted and the rest follow. At the end it heals everything, stops the
+clients, waits for the standbys to catch up, reads the final state and runs the checkers over
+the history, the fault log, the nodes' jsonlog events and the view snapshots it sampled. It
+writes a run directory — history.jsonl, faults.jsonl, checks.json, summary.txt and every
+node's server log and jsonlog — prints progress while it runs and a readable summary at the
+end, and (with a metrics port) exports `pgbed_chaos_*` metrics for Prometheus.
+
+What it deliberately does not do: read `pgbed.historic_bugs` or any setting to judge: the
+checkers see only what the nodes said. Replay a run with the same seed and fault list: the
+schedule (which fault, when, which target among those that exist) is drawn from the seed, so
+a replay injects the same faults in the same order, though the processes' own timing differs.
+
+Ownership: the campaign thread drives the nemesis and the sampler; client threads append to the
+history; nothing else writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import faults as F
+from orchestrator.checker.base import CheckResult, check_safe, merge
+from orchestrator.cluster import Cluster, wait_all_ready
+from orchestrator.history import NEMESIS, History
+from orchestrator.localnode import LocalNode
+from orchestrator.nemesis.base import Composed, Fault, NemesisError
+from orchestrator.nemesis.network import ProxyNemesis
+from orchestrator.nemesis.process import ProcessNemesis
+from orchestrator.workload import AckedWrites, Bank
+
+# A restartable static worker of each start time on every node, so that the start-time and
+# BGW-17 checkers have something to judge in every campaign.
+STATIC_WORKERS = "early:postmaster_start:1:run;cons:consistent_state:1:run;fin:recovery_finished:1:run"
+BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test'", "pgbed_test__static_workers": f"'{STATIC_WORKERS}'"}
+
+
+@dataclass
+class CampaignConfig:
+    seed: int
+    duration_s: float
+    faults: tuple[str, ...]
+    rundir: Path
+    standbys: int = 2
+    interval_s: tuple[float, float] = (0.5, 2.0)  # quiet time before each fault
+    hold_s: tuple[float, float] = (0.3, 1.5)  # how long a fault stays before its heal
+    liveness_deadline_s: float = 30.0
+    retry_interval_s: float = 1.0  # wal_retrieve_retry_interval the cluster is given
+    metrics_port: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)  # extra postgresql.conf for every node
+    roles: tuple[str, ...] = F.ROLES
+    signals: dict[str, tuple[str, ...]] | None = None  # per-role signal menus (default: nemesis/process.py)
+    min_acked: int = 50
+    sample_every_s: float = 0.2  # the slot views are sampled this often while the campaign runs
+    bgworkers: bool = True  # preload pgbed_test with a static worker of each start time on every node
+    settle_s: float = 2.5  # quiet time before the final reads, so restarts after the last fault are seen
+
+    def replay_command(self) -> str:
+        return (f"python -m orchestrator chaos --seed {self.seed} --duration {self.duration_s:g} "
+                f"--faults {','.join(self.faults)} --standbys {self.standbys}")  # fmt: skip
+
+
+@dataclass
+class CampaignResult:
+    verdict: CheckResult
+    checks: list[CheckResult]
+    faults: list[Fault]
+    history: History
+    rundir: Path
+    config: CampaignConfig
+
+    def summary(self) -> str:
+        head = f"campaign seed={self.config.seed} faults={','.join(self.config.faults)}"
+        lines = [f"{head}: {self.verdict.status.upper()}",
+                 f"  {len(self.faults)} faults, {len(self.history)} ops, run directory {self.rundir}",
+                 f"  replay: {self.config.replay_command()}"]  # fmt: skip
+        for c in self.checks:
+            lines.append(f"  {c.status:8s} {c.name} ({c.checked} checked)")
+            lines.extend(f"           - {e}" for e in c.evidence[:5])
+        return "\n".join(lines)
+
+
+class Metrics:
+    """pgbed_chaos_* for Prometheus: faults injected by kind, checks by result, current phase,
+    seconds to recover after each heal."""
+
+    PHASES = ("setup", "chaos", "heal", "check", "done")
+
+    def __init__(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.faults = Counter("pgbed_chaos_faults", "Faults injected, by kind", ["kind"], registry=self.registry)
+        self.checks = Counter("pgbed_chaos_checks", "Checker results, by checker and result", ["checker", "result"],
+                              registry=self.registry)  # fmt: skip
+        self.phase = Gauge("pgbed_chaos_phase", "1 for the campaign's current phase", ["phase"],
+                           registry=self.registry)  # fmt: skip
+        self.recovery = Histogram("pgbed_chaos_recovery_seconds", "Heal until every node answers again",
+                                  buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry)  # fmt: skip
+        self.ops = Counter("pgbed_chaos_ops", "Completed client operations, by result", ["result"],
+                           registry=self.registry)  # fmt: skip
+        self.server = None
+        if port:
+            self.server, _thread = start_http_server(port, registry=self.registry)
+
+    def set_phase(self, phase: str) -> None:
+        for p in self.PHASES:
+            self.phase.labels(p).set(1 if p == phase else 0)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+
+
+def _all_nodes(cluster: Cluster) -> dict[str, LocalNode]:
+    out = dict(cluster.nodes)
+    for r in cluster.retired:
+        out[r.name] = r
+    return out
+
+
+def _sample(cluster: Cluster, samples: dict[str, list[Any]]) -> None:
+    """One snapshot of the slot views per node that answers now, with the time it was taken."""
+    for name, n in list(cluster.nodes.items()):
+        if not n.is_running():
+            continue
+        try:
+            with n.connect(connect_timeout=2) as c:
+                snap: dict[str, Any] = {"node": name, "t": time.time()}
+                for key, view in (("walsnd", "pgbed_walsnd_slots"), ("walrcv", "pgbed_walrcv")):
+                    cur = c.execute(f"SELECT * FROM {view}")
+                    cols = [d.name for d in cur.description or []]
+                    snap[key] = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            samples.setdefault("snapshots", []).append(snap)
+        except Exception:  # a node that cannot answer now is sampled next time
+            continue
+
+
+def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
+                 progress: Callable[[str], None] | None = None) -> CampaignResult:  # fmt: skip
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rng = random.Random(cfg.seed)
+    cfg.rundir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics(cfg.metrics_port)
+    metrics.set_phase("setup")
+    own_cluster = cluster is None
+    settings = {"wal_retrieve_retry_interval": f"'{int(cfg.retry_interval_s * 1000)}ms'",
+                **(BGW_SETTINGS if cfg.bgworkers else {}), **cfg.settings}  # fmt: skip
+    t_setup = time.monotonic()
+    if cluster is None:
+        say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
+        cluster = Cluster.local(cfg.rundir / "cluster", standbys=cfg.standbys, settings=settings)
+    say(f"[chaos] cluster ready in {time.monotonic() - t_setup:.1f} s: "
+        + ", ".join(f"{n.name}={n.host}:{n.port}" for n in cluster.nodes.values()))  # fmt: skip
+    history = History()
+    acked, bank = AckedWrites(), Bank()
+    stop = threading.Event()
+    faults: list[Fault] = []
+    heals: list[dict[str, Any]] = []
+    ready_times: dict[str, list[float]] = {n: [] for n in cluster.nodes}
+    samples: dict[str, list[Any]] = {}
+    parts: list[Any] = [ProcessNemesis(cluster, roles=cfg.roles, signals=cfg.signals)]
+    if any(k in F.PROXY_FAULTS for k in cfg.faults):
+        parts.append(ProxyNemesis(cluster))
+    nemesis = Composed(*parts)
+    clients = []
+    sampler_stop = threading.Event()
+
+    def sampler() -> None:
+        while not sampler_stop.wait(cfg.sample_every_s):
+            _sample(cluster, samples)
+
+    sampler_thread = threading.Thread(target=sampler, name="pgbed-sampler", daemon=True)
+    try:
+        for w in (acked, bank):
+            w.setup(cluster)
+        cluster.catch_up()
+        clients = acked.clients(cluster, history, rng, stop) + bank.clients(cluster, history, rng, stop)
+        for c in clients:
+            c.start()
+        sampler_thread.start()
+        nemesis.setup()
+        metrics.set_phase("chaos")
+        t_end = time.monotonic() + cfg.duration_s
+        n_fault = 0
+        while time.monotonic() < t_end:
+            time.sleep(rng.uniform(*cfg.interval_s))
+            if time.monotonic() >= t_end:
+                break
+            kind = rng.choice(cfg.faults)
+            n_fault += 1
+            try:
+                f = nemesis.invoke(kind, rng)
+            except NemesisError as e:
+                history.append(NEMESIS, "fail", kind, str(e))
+                say(f"[chaos] #{n_fault} {kind}: not injected ({e})")
+                continue
+            faults.append(f)
+            metrics.faults.labels(kind).inc()
+            history.append(NEMESIS, "info", kind, f.to_dict())
+            say(f"[chaos] #{n_fault} t+{cfg.duration_s - (t_end - time.monotonic()):.1f}s {f.describe()}")
+            time.sleep(rng.uniform(*cfg.hold_s))
+            t_heal = time.time()
+            nemesis.heal()
+            heals.append({"t": t_heal, "kind": kind, "node": None})
+            try:
+                got = wait_all_ready(cluster, timeout=cfg.liveness_deadline_s)
+            except AssertionError as e:  # recorded; the liveness checker judges it
+                say(f"[chaos]   not every node answered within {cfg.liveness_deadline_s:g} s: {e}".splitlines()[0])
+                got = {}
+            for name, t in got.items():
+                ready_times.setdefault(name, []).append(t)
+            if got:
+                metrics.recovery.observe(max(got.values()) - t_heal)
+            # (the sampler thread takes the slot snapshots: a view read can wait on a slot lock
+            # that a process held by an injection point keeps, and must not hold up the schedule)
+        metrics.set_phase("heal")
+        say("[chaos] healing and stopping the clients")
+        nemesis.teardown()
+        sampler_stop.set()
+        stop.set()
+        for c in clients:
+            c.join(30)
+        heals.append({"t": time.time(), "kind": "final", "node": None})
+        cluster.ensure_running()
+        final_ready = wait_all_ready(cluster, timeout=cfg.liveness_deadline_s)
+        for name, t in final_ready.items():
+            ready_times.setdefault(name, []).append(t)
+        time.sleep(cfg.settle_s)
+        cluster.wait_streaming(timeout=cfg.liveness_deadline_s)
+        cluster.catch_up(timeout=cfg.liveness_deadline_s)
+        _sample(cluster, samples)
+        metrics.set_phase("check")
+        checks = _run_checkers(cfg, cluster, history, faults, heals, ready_times, samples, acked, bank)
+    finally:
+        stop.set()
+        sampler_stop.set()
+        for c in clients:
+            c.join(5)
+        if sampler_thread.is_alive():
+            sampler_thread.join(5)
+        _write_rundir(cfg, cluster, history, faults)
+        if own_cluster:
+            cluster.teardown()
+    for c in checks:
+        metrics.checks.labels(c.name, c.status).inc()
+    for op in history:
+        if op.process != NEMESIS and op.type != "invoke":
+            metrics.ops.labels(op.type).inc()
+    verdict = merge(checks, "campaign")
+    result = CampaignResult(verdict, checks, faults, history, cfg.rundir, cfg)
+    (cfg.rundir / "checks.json").write_text(json.dumps({"verdict": verdict.to_dict(),
+                                                        "checks": [c.to_dict() for c in checks],
+                                                        "config": {**asdict(cfg), "rundir": str(cfg.rundir)}},
+                                                       indent=2, default=str))  # fmt: skip
+    (cfg.rundir / "summary.txt").write_text(result.summary() + "\n")
+    metrics.set_phase("done")
+    metrics.close()
+    return result
+
+
+def _run_checkers(cfg: CampaignConfig, cluster: Cluster, history: History, faults: list[Fault],
+                  heals: list[dict[str, Any]], ready_times: dict[str, list[float]], samples: dict[str, list[Any]],
+                  acked: AckedWrites, bank: Bank) -> list[CheckResult]:  # fmt: skip
+    from orchestrator.checker import data, liveness, process
+
+    nodes = _all_nodes(cluster)
+    events = {name: n.events() for name, n in nodes.items()}
+    final_keys = acked.final_read(cluster)
+    primary_rows = {"acked": sorted(cluster.primary.safe_sql("SELECT k FROM acked")),
+                    "accounts": sorted(cluster.primary.safe_sql("SELECT id, balance FROM accounts"))}  # fmt: skip
+    standby_rows = {s.name: {"acked": sorted(s.safe_sql("SELECT k FROM acked")),
+                             "accounts": sorted(s.safe_sql("SELECT id, balance FROM accounts"))}
+                    for s in cluster.standbys}  # fmt: skip
+    signal_faults = [{"kind": f.kind, "node": f.node, "role": f.role, "signal": f.detail.get("signal"),
+                      "pid": f.detail.get("pid"), "t": f.t} for f in faults if f.kind == F.SIGNAL]  # fmt: skip
+    checks = [
+        check_safe("acked-writes", data.acked_writes, list(history), final_keys, min_ok=cfg.min_acked),
+        check_safe("bank", data.bank, list(history), total=bank.total, accounts=bank.accounts),
+        check_safe("convergence", data.convergence, primary_rows, standby_rows),
+        check_safe("start-times", process.start_times, events),
+        check_safe("bgw17-reset", process.bgw17_reset, events),
+        _slot_checks(samples.get("snapshots", []), events),
+        check_safe("signal-exits", process.signal_exits, signal_faults, events),
+        check_safe("back-to-ready", liveness.back_to_ready, heals, ready_times,
+                   deadline_s=cfg.liveness_deadline_s),
+    ]  # fmt: skip
+    for s in cluster.standbys:
+        r = check_safe("streaming-resumed", process.streaming_resumed, events.get(s.name, []),
+                       retry_interval_s=cfg.retry_interval_s, deadline_s=cfg.liveness_deadline_s)
+        r.name = f"streaming-resumed:{s.name}"
+        checks.append(r)
+    return checks
+
+
+def _slot_checks(snapshots: list[dict[str, Any]], events: dict[str, list[dict[str, Any]]]) -> CheckResult:
+    """The slot invariants on every snapshot, each judged against the exits the postmaster had
+    reported before it was taken (a process that exits later was alive then)."""
+    from orchestrator.checker import process
+
+    results = []
+    for snap in snapshots:
+        before = [e for e in events.get(snap["node"], []) if float(e.get("ts", 0)) < snap["t"] - 0.05]
+        r = check_safe("replication-slots", process.replication_slots, snap["walsnd"], snap["walrcv"], before)
+        r.evidence = [f"{snap['node']} at {snap['t']:.3f}: {e}" for e in r.evidence]
+        results.append(r)
+    out = merge(results, "replication-slots")
+    out.checked = len(snapshots)
+    return out
+
+
+def _write_rundir(cfg: CampaignConfig, cluster: Cluster, history: History, faults: list[Fault]) -> None:
+    history.save(cfg.rundir / "history.jsonl")
+    with open(cfg.rundir / "faults.jsonl", "w") as fh:
+        for f in faults:
+            fh.write(json.dumps(f.to_dict(), default=str) + "\n")
+    logs = cfg.rundir / "logs"
+    logs.mkdir(exist_ok=True)
+    for name, n in _all_nodes(cluster).items():
+        for src, dst in ((n.logfile, f"{name}.log"), (n.datadir / "log" / "postgresql.json", f"{name}.json")):
+            try:
+                shutil.copyfile(src, logs / dst)
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(prog="python -m orchestrator chaos",
+                                 description="Run a seeded chaos campaign against a local pgbed cluster.")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults (default 60)")
+    default = ",".join(F.PROCESS_FAULTS + F.PROXY_FAULTS)
+    ap.add_argument("--faults", default=default, help=f"comma-separated fault kinds (default {default})")
+    ap.add_argument("--standbys", type=int, default=2)
+    ap.add_argument("--rundir", default=None, help="run directory (default: a new temp directory)")
+    ap.add_argument("--metrics-port", type=int, default=0, help="serve pgbed_chaos_* metrics here (0: off)")
+    args = ap.parse_args(argv)
+    try:
+        kinds = F.parse_faults(args.faults)
+    except ValueError as e:
+        ap.error(str(e))
+    unsupported = [k for k in kinds if k in F.CONTAINER_FAULTS]
+    if unsupported:
+        ap.error(f"fault kinds {', '.join(unsupported)} need the Docker backend, which campaigns do not use yet")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    rundir = Path(args.rundir) if args.rundir else Path(tempfile.mkdtemp(prefix=f"pgbed-chaos-{seed}-"))
+    cfg = CampaignConfig(seed=seed, duration_s=args.duration, faults=kinds, rundir=rundir, standbys=args.standbys,
+                         metrics_port=args.metrics_port)  # fmt: skip
+    result = run_campaign(cfg)
+    print(result.summary())
+    return 0 if result.verdict.status != "invalid" else 1

@@ -1,0 +1,1 @@
+"""Fault injection: see each module's header."""
