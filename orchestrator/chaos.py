@@ -141,7 +141,8 @@ def _sample(cluster: Cluster, samples: dict[str, list[Any]]) -> None:
         try:
             with n.connect(connect_timeout=2) as c:
                 snap: dict[str, Any] = {"node": name, "t": time.time()}
-                for key, view in (("walsnd", "pgbed_walsnd_slots"), ("walrcv", "pgbed_walrcv")):
+                for key, view in (("walsnd", "pgbed_walsnd_slots"), ("walrcv", "pgbed_walrcv"),
+                                  ("bgw", "pg_stat_bgworker")):  # fmt: skip
                     cur = c.execute(f"SELECT * FROM {view}")
                     cols = [d.name for d in cur.description or []]
                     snap[key] = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
@@ -295,6 +296,7 @@ def _run_checkers(cfg: CampaignConfig, cluster: Cluster, history: History, fault
         check_safe("start-times", process.start_times, events),
         check_safe("bgw17-reset", process.bgw17_reset, events),
         _slot_checks(samples.get("snapshots", []), events),
+        _bgw_slot_checks(cluster, samples.get("snapshots", []), events),
         check_safe("signal-exits", process.signal_exits, signal_faults, events),
         check_safe("back-to-ready", liveness.back_to_ready, heals, ready_times,
                    deadline_s=cfg.liveness_deadline_s),
@@ -321,6 +323,33 @@ def _slot_checks(snapshots: list[dict[str, Any]], events: dict[str, list[dict[st
     out = merge(results, "replication-slots")
     out.checked = len(snapshots)
     return out
+
+
+def _bgw_slot_checks(cluster: Cluster, snapshots: list[dict[str, Any]],
+                     events: dict[str, list[dict[str, Any]]]) -> CheckResult:  # fmt: skip
+    """pg_stat_bgworker snapshots per node incarnation: a snapshot taken before a node was
+    re-cloned belongs to the retired directory's events; the incarnation number is how many
+    postmaster starts and reinits that node had logged by then."""
+    from orchestrator.checker import process
+
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for snap in snapshots:
+        owner = snap["node"]
+        for name, retired, t in cluster.reclones:
+            if name == owner and snap["t"] < t:
+                owner = retired
+                break
+        evs = events.get(owner, [])
+        inc = sum(1 for e in evs if e.get("event") in ("postmaster_start", "reinit") and float(e["ts"]) <= snap["t"])
+        by_node.setdefault(owner, []).append({"t": snap["t"], "incarnation": inc, "rows": snap.get("bgw", [])})
+    results = []
+    for node, snaps in sorted(by_node.items()):
+        r = check_safe("bgw-slots", process.bgw_slots, snaps, events.get(node, []))
+        r.evidence = [f"{node}: {e}" for e in r.evidence]
+        results.append(r)
+    from orchestrator.checker.base import merge_judged
+
+    return merge_judged(results, "bgw-slots")
 
 
 def _write_rundir(cfg: CampaignConfig, cluster: Cluster, history: History, faults: list[Fault]) -> None:

@@ -59,6 +59,7 @@ class Cluster:
         self.primary_name = names[0]
         self.timeline_switches = 0
         self.retired: list[LocalNode] = []  # re-cloned nodes' old directories (logs, events)
+        self.reclones: list[tuple[str, str, float]] = []  # (node, its retired directory's name, when)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class Cluster:
         retired.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(self.base / name), retired)
         self.retired.append(LocalNode(retired.parent, retired.name, host=old.host, port=old.port))
+        self.reclones.append((name, retired.name, time.time()))
         n = LocalNode(self.base, name, host=old.host, port=old.port)
         self.nodes[name] = n
         n.init_from_backup(self.primary, **self.settings, **self.standby_settings)
