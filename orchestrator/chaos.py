@@ -41,12 +41,15 @@ from orchestrator.localnode import LocalNode
 from orchestrator.nemesis.base import Composed, Fault, NemesisError
 from orchestrator.nemesis.network import ProxyNemesis
 from orchestrator.nemesis.process import ProcessNemesis
-from orchestrator.workload import AckedWrites, Bank
+from orchestrator.workload import AckedWrites, Bank, WorkerSpiDeltas
 
 # A restartable static worker of each start time on every node, so that the start-time and
-# BGW-17 checkers have something to judge in every campaign.
+# BGW-17 checkers have something to judge in every campaign, and worker_spi's static worker for
+# the deltas workload (RecoveryFinished: it runs on whichever node is the primary).
 STATIC_WORKERS = "early:postmaster_start:1:run;cons:consistent_state:1:run;fin:recovery_finished:1:run"
-BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test'", "pgbed_test__static_workers": f"'{STATIC_WORKERS}'"}
+BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test,worker_spi'",
+                "pgbed_test__static_workers": f"'{STATIC_WORKERS}'",
+                "worker_spi__total_workers": "1", "worker_spi__naptime": "1"}  # fmt: skip
 
 
 @dataclass
@@ -169,6 +172,7 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         + ", ".join(f"{n.name}={n.host}:{n.port}" for n in cluster.nodes.values()))  # fmt: skip
     history = History()
     acked, bank = AckedWrites(), Bank()
+    spi = WorkerSpiDeltas() if cfg.bgworkers else None
     stop = threading.Event()
     faults: list[Fault] = []
     heals: list[dict[str, Any]] = []
@@ -187,10 +191,13 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
 
     sampler_thread = threading.Thread(target=sampler, name="pgbed-sampler", daemon=True)
     try:
-        for w in (acked, bank):
-            w.setup(cluster)
+        for w in (acked, bank, spi):
+            if w is not None:
+                w.setup(cluster)
         cluster.catch_up()
         clients = acked.clients(cluster, history, rng, stop) + bank.clients(cluster, history, rng, stop)
+        if spi is not None:
+            clients += spi.clients(cluster, history, rng, stop)
         for c in clients:
             c.start()
         sampler_thread.start()
@@ -246,7 +253,7 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         cluster.catch_up(timeout=cfg.liveness_deadline_s)
         _sample(cluster, samples)
         metrics.set_phase("check")
-        checks = _run_checkers(cfg, cluster, history, faults, heals, ready_times, samples, acked, bank)
+        checks = _run_checkers(cfg, cluster, history, faults, heals, ready_times, samples, acked, bank, spi)
     finally:
         stop.set()
         sampler_stop.set()
@@ -276,7 +283,7 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
 
 def _run_checkers(cfg: CampaignConfig, cluster: Cluster, history: History, faults: list[Fault],
                   heals: list[dict[str, Any]], ready_times: dict[str, list[float]], samples: dict[str, list[Any]],
-                  acked: AckedWrites, bank: Bank) -> list[CheckResult]:  # fmt: skip
+                  acked: AckedWrites, bank: Bank, spi: WorkerSpiDeltas | None) -> list[CheckResult]:  # fmt: skip
     from orchestrator.checker import data, liveness, process
 
     nodes = _all_nodes(cluster)
@@ -301,6 +308,9 @@ def _run_checkers(cfg: CampaignConfig, cluster: Cluster, history: History, fault
         check_safe("back-to-ready", liveness.back_to_ready, heals, ready_times,
                    deadline_s=cfg.liveness_deadline_s),
     ]  # fmt: skip
+    if spi is not None:
+        total, pending = spi.final_read(cluster, timeout=cfg.liveness_deadline_s)
+        checks.append(check_safe("worker-spi-total", data.worker_spi_total, list(history), total, pending))
     for s in cluster.standbys:
         r = check_safe("streaming-resumed", process.streaming_resumed, events.get(s.name, []),
                        retry_interval_s=cfg.retry_interval_s, deadline_s=cfg.liveness_deadline_s)

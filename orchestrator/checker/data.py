@@ -200,3 +200,31 @@ def convergence(primary_rows: Mapping[str, Sequence[Any]],
     if unread:
         return unknown("; ".join(unread), checked, name)
     return valid(checked, name)
+
+
+def worker_spi_total(history: Iterable[Op], final_total: int | None, pending_deltas: int, *,
+                     min_ok: int = 20) -> CheckResult:  # fmt: skip
+    """worker_spi deltas (SPI-4): clients insert positive `delta` rows into schemaN.counted and
+    the worker folds them into the `total` row, each iteration in one transaction. After the
+    cluster settled with no delta left, total = the sum of the acknowledged deltas plus some of
+    the deltas whose outcome was unknown (info), never less and never more: a lost fold or a
+    double fold shows here. Ops: f="delta", invoke value = the delta (int)."""
+    name = "worker-spi-total"
+    ok = unknown_sum = n_ok = 0
+    for inv, done in pairs(op for op in history if op.f == "delta" and op.process != NEMESIS):
+        v = _as_int(inv.value) or 0
+        if done is not None and done.type == OK:
+            ok += v
+            n_ok += 1
+        elif done is None or done.type == INFO:
+            unknown_sum += v
+    if final_total is None:
+        return unknown("no total row was read", n_ok, name)
+    if pending_deltas:
+        return unknown(f"{pending_deltas} delta rows were still unfolded at the end", n_ok, name)
+    if n_ok < min_ok:
+        return unknown(f"only {n_ok} acknowledged deltas (need {min_ok})", n_ok, name)
+    if not ok <= final_total <= ok + unknown_sum:
+        return invalid([f"total is {final_total}, but the acknowledged deltas sum to {ok} and the unknown ones to "
+                        f"{unknown_sum}: it must lie in [{ok}, {ok + unknown_sum}]"], n_ok, name)  # fmt: skip
+    return valid(n_ok, name)

@@ -225,3 +225,49 @@ class Bank:
 
 class _Skip(Exception):
     """A transfer that would overdraw: rolled back by the client, a definite failure."""
+
+
+class WorkerSpiDeltas:
+    """Positive deltas inserted into worker_spi's schema1.counted on the primary; the worker
+    (static, RecoveryFinished, so it runs on whichever node is the primary) folds them into the
+    total row. Needs worker_spi in shared_preload_libraries with worker_spi.total_workers = 1."""
+
+    table = "schema1.counted"
+
+    def __init__(self, clients: int = 1, pace_s: float = 0.02) -> None:
+        self.n_clients = clients
+        self.pace_s = pace_s
+
+    def setup(self, cluster: Cluster, timeout: float = 30.0) -> None:
+        p = cluster.primary
+        p.poll_until(lambda: p.sql("SELECT count(*) FROM schema1.counted") is not None, timeout=timeout,
+                     what="worker_spi's schema1.counted")  # fmt: skip
+        if p.safe_sql("SELECT count(*) FROM schema1.counted WHERE type = 'total'") == [(0,)]:
+            p.safe_sql("INSERT INTO schema1.counted VALUES ('total', 0)")
+
+    def clients(self, cluster: Cluster, history: History, rng: random.Random, stop: threading.Event) -> list[Client]:
+        def delta(c: Client) -> None:
+            v = c.rng.randint(1, 9)
+            inv = c.invoke("delta", v)
+            try:
+                c.ensure().execute(f"INSERT INTO {self.table} VALUES ('delta', %s)", (v,))
+            except Exception as e:
+                c.outcome(inv, e)
+                return
+            c.history.complete(inv, OK)
+
+        return [Client(f"d{i}", history, primary_connector(cluster), delta, random.Random(rng.random()), stop,
+                       self.pace_s) for i in range(self.n_clients)]  # fmt: skip
+
+    def final_read(self, cluster: Cluster, timeout: float = 30.0) -> tuple[int | None, int]:
+        """(total, delta rows left) once the worker has folded every delta, or at the deadline."""
+        p = cluster.primary
+        deadline = time.monotonic() + timeout
+        pending = -1
+        while time.monotonic() < deadline:
+            pending = int(p.safe_sql(f"SELECT count(*) FROM {self.table} WHERE type = 'delta'")[0][0])
+            if pending == 0:
+                break
+            time.sleep(0.2)
+        rows = p.safe_sql(f"SELECT value FROM {self.table} WHERE type = 'total'")
+        return (int(rows[0][0]) if rows else None), pending

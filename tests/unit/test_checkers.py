@@ -622,3 +622,25 @@ def test_op_from_history_round_trips_for_checkers() -> None:
     h = acked_history(2)
     again = [Op.from_json(op.to_json()) for op in h]
     assert data.acked_writes(again, [0, 1], min_ok=2).status == VALID
+
+
+def _deltas(outcomes: list[tuple[int, str]]) -> list[Op]:
+    h = History()
+    for i, (v, typ) in enumerate(outcomes):
+        inv = h.invoke(f"d{i % 2}", "delta", v)
+        if typ != "none":
+            h.complete(inv, typ)
+    return list(h)
+
+
+def test_worker_spi_total() -> None:
+    ops = _deltas([(2, OK)] * 20 + [(5, INFO), (7, FAIL)])
+    assert data.worker_spi_total(ops, 40, 0).status == VALID  # the info delta not folded
+    assert data.worker_spi_total(ops, 45, 0).status == VALID  # … or folded
+    r = data.worker_spi_total(ops, 38, 0)
+    assert r.status == INVALID and r.evidence == ["total is 38, but the acknowledged deltas sum to 40 and the "
+                                                  "unknown ones to 5: it must lie in [40, 45]"]  # fmt: skip
+    assert data.worker_spi_total(ops, 52, 0).status == INVALID  # a failed delta folded, or one folded twice
+    assert data.worker_spi_total(ops, 40, 3).status == UNKNOWN
+    assert data.worker_spi_total(ops, None, 0).status == UNKNOWN
+    assert data.worker_spi_total(_deltas([(1, OK)] * 3), 3, 0).status == UNKNOWN
