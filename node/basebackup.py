@@ -352,7 +352,10 @@ def run_client(host: str, port: int, datadir: str, *, user: str | None, write_re
         end = results[0].rows[0][0] if results and results[0].rows else "?"
         buf.seek(0)
         with tarfile.open(fileobj=buf, mode="r|") as tar:
-            tar.extractall(d, filter="fully_trusted")
+            if hasattr(tarfile, "data_filter"):  # extraction filters exist from 3.11.4 (PEP 706)
+                tar.extractall(d, filter="fully_trusted")
+            else:  # an older 3.11 (Debian bookworm's 3.11.2 in the node image) has no filter keyword
+                tar.extractall(d)
     except ReplClientError as e:
         print(f"pgbed basebackup: error: {e.message}", file=sys.stderr)
         return 1

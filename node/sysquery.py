@@ -818,6 +818,11 @@ def run_select(sql: str, session: Any, params: list[Any], param_oids: list[int] 
         data = [out]
     else:
         for e, desc in reversed(sel.order):
+            if e.kind == "lit" and isinstance(e.value, int) and not isinstance(e.value, bool):
+                # ORDER BY n names the n-th output column, as in PostgreSQL
+                if not 1 <= e.value <= len(items):
+                    raise PGError(f"ORDER BY position {e.value} is not in select list", "42P10")
+                e = items[e.value - 1][0]
 
             def key(r: dict[str, Any] | None, e: Expr = e) -> tuple[int, Any]:
                 return _sort_key(ev.eval(e, r))

@@ -48,6 +48,8 @@ BASE_SETTINGS: dict[str, Any] = {
 
 
 class Cluster:
+    backend = "local"
+
     def __init__(self, base: Path, names: list[str], *, sync: bool = True, settings: dict[str, Any] | None = None,
                  standby_settings: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.base = Path(base)
@@ -55,10 +57,10 @@ class Cluster:
         self.sync = sync
         self.settings = {**BASE_SETTINGS, **(settings or {})}
         self.standby_settings = standby_settings or {}
-        self.nodes: dict[str, LocalNode] = {}
+        self.nodes: dict[str, Any] = {}  # LocalNode here, DockerNode in DockerCluster
         self.primary_name = names[0]
         self.timeline_switches = 0
-        self.retired: list[LocalNode] = []  # re-cloned nodes' old directories (logs, events)
+        self.retired: list[Any] = []  # re-cloned nodes' old directories or containers (logs, events)
         self.reclones: list[tuple[str, str, float]] = []  # (node, its retired directory's name, when)
 
     # -- construction -----------------------------------------------------------------------------
@@ -93,14 +95,14 @@ class Cluster:
     # -- topology ---------------------------------------------------------------------------------
 
     @property
-    def primary(self) -> LocalNode:
+    def primary(self) -> Any:
         return self.nodes[self.primary_name]
 
     @property
-    def standbys(self) -> list[LocalNode]:
+    def standbys(self) -> list[Any]:
         return [n for name, n in self.nodes.items() if name != self.primary_name]
 
-    def node(self, name: str) -> LocalNode:
+    def node(self, name: str) -> Any:
         try:
             return self.nodes[name]
         except KeyError:
@@ -124,10 +126,15 @@ class Cluster:
             if s.is_running():
                 self.primary.wait_for_catchup(s, "replay", target, timeout=timeout)
 
-    def most_advanced_standby(self) -> LocalNode:
+    def _candidate(self, s: Any) -> bool:
+        """Can this standby be asked for its LSNs and promoted? (The Docker backend also skips
+        paused containers.)"""
+        return bool(s.is_running())
+
+    def most_advanced_standby(self) -> Any:
         best: tuple[int, str] | None = None
         for s in self.standbys:
-            if not s.is_running():
+            if not self._candidate(s):
                 continue
             try:
                 lsn = max(s.lsn("receive"), s.lsn("replay"))
@@ -139,14 +146,18 @@ class Cluster:
             raise NodeError("failover: no running standby can be promoted")
         return self.nodes[best[1]]
 
-    def failover(self, timeout: float = DEFAULT_TIMEOUT) -> LocalNode:
+    def _lose(self, old: Any) -> None:
+        """Make sure the lost primary cannot come back on its own before it is re-cloned."""
+        if old.is_running():
+            old.teardown()
+
+    def failover(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """The primary is lost: stop what is left of it, promote the most advanced standby,
         point the other standbys at it (they follow the new timeline: `new target timeline is
         N`), and re-clone the old primary as a standby of the new one (its WAL may have diverged:
         PostgreSQL would need pg_rewind; a fresh base backup is the simple, always-correct way)."""
         old = self.primary
-        if old.is_running():
-            old.teardown()
+        self._lose(old)
         new = self.most_advanced_standby()
         new.promote(timeout=timeout)
         self.timeline_switches += 1

@@ -16,7 +16,6 @@ server crashes").
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -25,13 +24,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator import procfs
+from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError, PgNode, parse_events
 
-DEFAULT_TIMEOUT = float(os.environ.get("PGBED_TEST_TIMEOUT", "30"))
+__all__ = ["DEFAULT_TIMEOUT", "LocalNode", "NodeError", "free_port", "role_of_title"]
 
 
 def role_of_title(cmdline: str, cluster_name: str = "") -> str:
@@ -52,10 +51,6 @@ def role_of_title(cmdline: str, cluster_name: str = "") -> str:
     return "other"
 
 
-class NodeError(AssertionError):
-    """A wait or operation on a node failed; the message carries the evidence."""
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free on `host` now. Random start, so parallel workers rarely race for one."""
     for _ in range(200):
@@ -69,7 +64,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise NodeError("could not find a free port")
 
 
-class LocalNode:
+class LocalNode(PgNode):
     def __init__(self, base: Path, name: str = "node", *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.name = name
         self.base = Path(base)
@@ -123,31 +118,6 @@ class LocalNode:
         base.update(settings)
         self.append_conf(**base)
         return self
-
-    def lsn(self, kind: str = "flush") -> int:
-        """TAP's lsn(): insert/flush on a primary, receive/replay on a standby."""
-        from node.protocol import parse_lsn
-
-        q = {"insert": "pg_current_wal_insert_lsn()", "flush": "pg_current_wal_flush_lsn()",
-             "write": "pg_current_wal_lsn()", "receive": "pg_last_wal_receive_lsn()",
-             "replay": "pg_last_wal_replay_lsn()"}[kind]  # fmt: skip
-        v = self.sql(f"SELECT {q}")[0][0]
-        return parse_lsn(v) if v else 0
-
-    def wait_for_catchup(self, standby: LocalNode, mode: str = "replay", target: int | None = None,
-                         timeout: float = DEFAULT_TIMEOUT) -> None:  # fmt: skip
-        """Wait until `standby`'s walsender on this node reports `mode` (sent/write/flush/replay)
-        at or past `target` (default: our current flush position)."""
-        from node.protocol import parse_lsn
-
-        goal = self.lsn("flush") if target is None else target
-        col = f"{mode}_lsn"
-
-        def check() -> Any:
-            rows = self.sql(f"SELECT {col}, application_name FROM pg_stat_replication")
-            return any(r[0] and r[1] == standby.name and parse_lsn(r[0]) >= goal for r in rows)
-
-        self.poll_until(check, timeout=timeout, what=f"{standby.name} {mode} catching up to {goal:X}")
 
     def append_conf(self, **settings: Any) -> None:
         with open(self.datadir / "postgresql.conf", "a") as f:
@@ -242,17 +212,6 @@ class LocalNode:
             raise NodeError(self._evidence(f"server did not exit within {timeout}s")) from None
         return self.exit_code
 
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.wait_exit()
-
-    def restart(self, mode: str = "fast") -> LocalNode:
-        self.stop(mode)
-        return self.start()
-
-    def reload(self) -> None:
-        self.signal(signal.SIGHUP)
-
     def teardown(self) -> None:
         """Best-effort cleanup: immediate stop, then SIGKILL everything of this node."""
         if self.proc is not None and self.proc.poll() is None:
@@ -268,14 +227,6 @@ class LocalNode:
             except ProcessLookupError:
                 pass
 
-    def promote(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """pg_promote() and, with wait, until the node is out of recovery (TAP's promote)."""
-        rows = self.sql("SELECT pg_promote(true, %s)", (int(timeout),))
-        if rows != [(True,)]:
-            raise NodeError(self._evidence(f"pg_promote() returned {rows!r}"))
-        if wait:
-            self.poll_query_until("SELECT NOT pg_is_in_recovery()", timeout=timeout)
-
     def backup(self, name: str, target_base: Path | None = None) -> Path:
         """TAP's backup(): a base backup of this running node into `<base>/backups/<name>`
         (plain copy, no recovery settings) for init_from_backup-style clones."""
@@ -290,68 +241,6 @@ class LocalNode:
         return dest
 
     # -- clients ----------------------------------------------------------------------------------
-
-    def connstr(self, **kw: Any) -> str:
-        params = {"host": self.host, "port": self.port, "user": "postgres", "dbname": "postgres",
-                  "connect_timeout": 10}  # fmt: skip
-        params.update(kw)
-        return " ".join(f"{k}={v}" for k, v in params.items())
-
-    def connect(self, **kw: Any) -> Any:
-        import psycopg
-
-        autocommit = kw.pop("autocommit", True)
-        return psycopg.connect(self.connstr(**kw), autocommit=autocommit)
-
-    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with self.connect() as c:
-            cur = c.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
-    def safe_sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        """sql() that turns any failure into a NodeError carrying the log tail (TAP's safe_psql)."""
-        try:
-            return self.sql(query, params)
-        except Exception as e:
-            raise NodeError(self._evidence(f"query {query!r} failed: {e!r}")) from e
-
-    def poll_query_until(self, query: str, expected: Any = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Run `query` until its first column of its first row equals `expected` (TAP's
-        poll_query_until, which compares with 't')."""
-        def check() -> bool:
-            rows = self.sql(query)
-            return bool(rows) and rows[0][0] == expected
-
-        self.poll_until(check, timeout=timeout, what=f"{query!r} = {expected!r}")
-
-    def connect_ok(self, *, log_like: str | None = None, **kw: Any) -> None:
-        """A connection with these parameters succeeds and runs SELECT 1 (and, with log_like, the
-        server logs a line matching it)."""
-        off = self.log_offset()
-        with self.connect(**kw) as c:
-            got = c.execute("SELECT 1").fetchone()
-        if got != (1,):
-            raise NodeError(self._evidence(f"SELECT 1 returned {got!r}"))
-        if log_like:
-            self.wait_for_log(log_like, offset=off)
-
-    def connect_fails(self, expected: str, *, log_like: str | None = None, **kw: Any) -> str:
-        """A connection with these parameters fails with an error matching `expected`; returns
-        the error text."""
-        import psycopg
-
-        off = self.log_offset()
-        try:
-            with self.connect(**kw) as c:
-                c.execute("SELECT 1")
-        except psycopg.Error as e:
-            text = str(e)
-            if not re.search(expected, text):
-                raise NodeError(self._evidence(f"connection failed with {text!r}, not matching {expected!r}")) from e
-            if log_like:
-                self.wait_for_log(log_like, offset=off)
-            return text
-        raise NodeError(self._evidence(f"connection succeeded; expected a failure matching {expected!r}"))
 
     def psql(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["psql", "-X", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
@@ -369,49 +258,11 @@ class LocalNode:
         except OSError:
             return ""
 
-    def log_offset(self) -> int:
-        return len(self.log_content())
-
-    def log_contains(self, pattern: str, offset: int = 0) -> bool:
-        return re.search(pattern, self.log_content()[offset:]) is not None
-
-    def wait_for_log(self, pattern: str, offset: int = 0, timeout: float = DEFAULT_TIMEOUT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(pattern, self.log_content()[offset:])
-            if m:
-                return m
-            time.sleep(0.02)
-        raise NodeError(self._evidence(f"log pattern {pattern!r} not seen within {timeout}s"))
-
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        path = self.datadir / "log" / "postgresql.json"
-        out = []
         try:
-            text = path.read_text()
+            return parse_events((self.datadir / "log" / "postgresql.json").read_text(), name)
         except OSError:
             return []
-        for line in text.splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if name is None or rec.get("event") == name:
-                out.append(rec)
-        return out
-
-    def poll_until(self, fn: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = fn()
-                if last:
-                    return last
-            except Exception as e:
-                last = e
-            time.sleep(0.02)
-        raise NodeError(self._evidence(f"{what} not reached within {timeout}s; last value {last!r}"))
 
     def children(self) -> dict[int, str]:
         """pid → process title of the postmaster's children (`ps` shows roles via setproctitle)."""

@@ -325,6 +325,12 @@ def test_order_limit_offset(view: FakeSession) -> None:
     assert run("SELECT a FROM tv ORDER BY a OFFSET 1 LIMIT 1", session=view).rows == [[2]]
     assert run("SELECT a FROM tv LIMIT 0", session=view).rows == []
     assert len(run("SELECT a FROM tv LIMIT NULL", session=view).rows) == 4
+    # ORDER BY n is the n-th output column, not the constant n
+    assert run("SELECT b, a FROM tv ORDER BY 2 DESC", session=view).rows == \
+        run("SELECT b, a FROM tv ORDER BY a DESC", session=view).rows  # fmt: skip
+    assert run("SELECT a FROM tv ORDER BY 1", session=view).rows == [[1], [2], [3], [None]]
+    e = error("SELECT a FROM tv ORDER BY 2", session=view)
+    assert (e.sqlstate, e.message) == ("42P10", "ORDER BY position 2 is not in select list")
 
 
 @pytest.mark.parametrize(
