@@ -71,10 +71,12 @@ class CampaignConfig:
     sample_every_s: float = 0.2  # the slot views are sampled this often while the campaign runs
     bgworkers: bool = True  # preload pgbed_test with a static worker of each start time on every node
     settle_s: float = 2.5  # quiet time before the final reads, so restarts after the last fault are seen
+    backend: str = "local"  # for the replay command; the cluster itself is made by the caller
 
     def replay_command(self) -> str:
         return (f"python -m orchestrator chaos --seed {self.seed} --duration {self.duration_s:g} "
-                f"--faults {','.join(self.faults)} --standbys {self.standbys}")  # fmt: skip
+                f"--faults {','.join(self.faults)} --standbys {self.standbys}"
+                + (f" --backend {self.backend}" if self.backend != "local" else ""))  # fmt: skip
 
 
 @dataclass
@@ -170,7 +172,8 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
     if cluster is None:
         say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
         cluster = Cluster.local(cfg.rundir / "cluster", standbys=cfg.standbys, settings=settings)
-    say(f"[chaos] cluster ready in {time.monotonic() - t_setup:.1f} s: "
+    took = f" in {time.monotonic() - t_setup:.1f} s" if own_cluster else ""
+    say(f"[chaos] cluster ({cluster.backend}) ready{took}: "
         + ", ".join(f"{n.name}={n.host}:{n.port}" for n in cluster.nodes.values()))  # fmt: skip
     history = History()
     acked, bank = AckedWrites(), Bank()
@@ -430,10 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     rundir = Path(args.rundir) if args.rundir else Path(tempfile.mkdtemp(prefix=f"pgbed-chaos-{seed}-"))
     cfg = CampaignConfig(seed=seed, duration_s=args.duration, faults=kinds, rundir=rundir, standbys=args.standbys,
-                         metrics_port=args.metrics_port)  # fmt: skip
+                         metrics_port=args.metrics_port, backend=args.backend)  # fmt: skip
     cluster = None
     if args.backend == "docker":
+        t0 = time.monotonic()
+        print(f"[chaos] seed {seed}: bringing up a primary and {cfg.standbys} standbys in containers of {args.image}",
+              file=sys.stderr, flush=True)  # fmt: skip
         cluster = docker_cluster(cfg, args.image)
+        print(f"[chaos] containers up in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     try:
         result = run_campaign(cfg, cluster=cluster)
     finally:
