@@ -273,7 +273,8 @@ class DockerNode(PgNode):
 
         A container whose postmaster was just killed is torn down while Docker still reports it
         running: an exec into it then fails in the runtime itself (exit 126, "OCI runtime exec
-        failed: ... setns" or "read init-p: connection reset by peer"), or the exec'd command is
+        failed: ... setns", "read init-p: connection reset by peer" or "cannot exec in a stopped
+        state"), or the exec'd command is
         SIGKILLed with the rest of the PID namespace (exit 137; a `kill` of the postmaster kills
         itself that way). Wait for the state to settle: stopped means gone; still running means
         the failure was something else, and the exec is tried once more."""
@@ -286,7 +287,10 @@ class DockerNode(PgNode):
                     return None
                 raise
             text = out.decode(errors="replace") if out else ""
-            if not ((code == 126 and "OCI runtime exec failed" in text) or code == 137):
+            # 126 is the runtime refusing the exec ("OCI runtime exec failed: … setns", "cannot
+            # exec in a stopped state"): the container is going away; 137 is the exec'd command
+            # killed with the rest of the PID namespace.
+            if code not in (126, 137):
                 return int(code), text
             deadline = time.monotonic() + 3
             while self.is_running() and time.monotonic() < deadline:
