@@ -298,12 +298,13 @@ def _run_checkers(cfg: CampaignConfig, cluster: Cluster, history: History, fault
 
     nodes = _all_nodes(cluster)
     events = {name: n.events() for name, n in nodes.items()}
-    final_keys = acked.final_read(cluster)
-    primary_rows = {"acked": sorted(cluster.primary.safe_sql("SELECT k FROM acked")),
-                    "accounts": sorted(cluster.primary.safe_sql("SELECT id, balance FROM accounts"))}  # fmt: skip
-    standby_rows = {s.name: {"acked": sorted(s.safe_sql("SELECT k FROM acked")),
-                             "accounts": sorted(s.safe_sql("SELECT id, balance FROM accounts"))}
-                    for s in cluster.standbys}  # fmt: skip
+    def rows(n: Any) -> dict[str, list[Any]]:
+        return {"acked": sorted(n.safe_sql(f"SELECT k FROM {acked.table}")),
+                "accounts": sorted(n.safe_sql(f"SELECT id, balance FROM {bank.table}"))}  # fmt: skip
+
+    primary_rows = rows(cluster.primary)
+    final_keys = [int(r[0]) for r in primary_rows["acked"]]
+    standby_rows = {s.name: rows(s) for s in cluster.standbys}
     signal_faults = [{"kind": f.kind, "node": f.node, "role": f.role, "signal": f.detail.get("signal"),
                       "pid": f.detail.get("pid"), "t": f.t} for f in faults if f.kind == F.SIGNAL]  # fmt: skip
     checks = [

@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-from typing import Any
 
 from orchestrator import faults as F
 from orchestrator.cluster import Cluster
@@ -241,12 +240,3 @@ class ProcessNemesis:
             n.start()
             started.append(n.name)
         return started
-
-
-def describe_targets(cluster: Cluster) -> dict[str, Any]:
-    """node → role → pids, for the fault log's header."""
-    out: dict[str, Any] = {}
-    for n in cluster.nodes.values():
-        if n.is_running():
-            out[n.name] = {r: n.pids(r) for r in F.ROLES if r != F.BGWORKER}
-    return out

@@ -2,8 +2,9 @@
 
 What it does: each workload has `setup(cluster)` (its tables), `clients(...)` (threads that
 invoke operations against whatever node is the primary at that moment, or against standbys for
-reads, and record invoke → ok / fail / info) and `final_read(cluster)` (what the checker
-compares the history with). Outcomes follow what a client can know: an error the server sent
+reads, and record invoke → ok / fail / info) and `final_read(cluster)` (the state the checker
+compares the history with, read from the primary).
+Outcomes follow what a client can know: an error the server sent
 before the commit is `fail`; a connection that broke while a commit was in flight is `info`
 (it may have committed); a commit whose synchronous-replication wait was cancelled is `ok`
 (PostgreSQL committed it locally and says so in a WARNING).
@@ -126,6 +127,9 @@ class AckedWrites:
     def setup(self, cluster: Cluster) -> None:
         cluster.primary.safe_sql(f"CREATE TABLE IF NOT EXISTS {self.table} (k bigint PRIMARY KEY, writer text)")
 
+    def final_read(self, cluster: Cluster) -> list[int]:
+        return [int(r[0]) for r in cluster.primary.safe_sql(f"SELECT k FROM {self.table}")]
+
     def clients(self, cluster: Cluster, history: History, rng: random.Random, stop: threading.Event) -> list[Client]:
         out = []
         for i in range(self.n_clients):
@@ -147,9 +151,6 @@ class AckedWrites:
             out.append(Client(name, history, primary_connector(cluster), op, random.Random(rng.random()), stop,
                               self.pace_s))  # fmt: skip
         return out
-
-    def final_read(self, cluster: Cluster) -> list[int]:
-        return [int(r[0]) for r in cluster.primary.safe_sql(f"SELECT k FROM {self.table}")]
 
 
 class Bank:
@@ -219,8 +220,6 @@ class Bank:
             out.append(Client(f"r{i}", history, any_node_connector(cluster, r), read, r, stop, self.pace_s))
         return out
 
-    def final_read(self, cluster: Cluster) -> dict[str, int]:
-        return {str(i): int(b) for i, b in cluster.primary.safe_sql(f"SELECT id, balance FROM {self.table}")}
 
 
 class _Skip(Exception):
