@@ -170,10 +170,14 @@ class Cluster:
         self.reclone(old.name, timeout=timeout)
         return new
 
-    def repoint(self, standby: LocalNode) -> None:
+    def primary_address(self) -> tuple[str, int]:
+        """Where standbys reach the primary (the Docker backend: its alias inside the network)."""
+        return self.primary.host, self.primary.port
+
+    def repoint(self, standby: Any) -> None:
         """primary_conninfo at the current primary, by reload (a SIGHUP setting since PG 13)."""
-        p = self.primary
-        standby.set_auto_conf(primary_conninfo=f"'host={p.host} port={p.port} user=postgres "
+        host, port = self.primary_address()
+        standby.set_auto_conf(primary_conninfo=f"'host={host} port={port} user=postgres "
                                                f"application_name={standby.name}'")  # fmt: skip
         if standby.is_running():
             standby.reload()

@@ -101,12 +101,10 @@ class DockerCluster(Cluster):
     def _lose(self, old: Any) -> None:
         old.halt()
 
-    def repoint(self, standby: DockerNode) -> None:
-        """primary_conninfo at the current primary's network alias, by reload."""
-        standby.set_auto_conf(primary_conninfo=f"'host={self.primary.name} port={PG_PORT} user=postgres "
-                                               f"application_name={standby.name}'")  # fmt: skip
-        if standby.is_running():
-            standby.reload()
+    def primary_address(self) -> tuple[str, int]:
+        """The primary's network alias and port 5432: standbys talk inside the network, and the
+        alias survives the container restarts that change addresses and host ports."""
+        return self.primary.name, PG_PORT
 
     def reclone(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> DockerNode:
         """Retire the node's container and clone a new one from the current primary."""

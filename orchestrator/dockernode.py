@@ -64,7 +64,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-from orchestrator.localnode import role_of_title
 from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError, PgNode, parse_events
 
 PGDATA = "/var/lib/pgbed/data"  # the image's $PGDATA (images/node/Dockerfile)
@@ -521,16 +520,6 @@ class DockerNode(PgNode):
         rows = self._ps()
         pm = next((pid for pid, ppid, _ in rows if ppid == 1), None)
         return {pid: title for pid, ppid, title in rows if pm is not None and ppid == pm}
-
-    def pids(self, role: str, name: str | None = None) -> list[int]:
-        """As LocalNode.pids: by process title (node/launch.py set_title), bgworkers by SQL."""
-        if role == "postmaster":
-            return [self.pid] if self.is_running() else []
-        if role == "bgworker":
-            q = "SELECT pid FROM pg_stat_bgworker WHERE status = 'started'"
-            rows = self.sql(q + " AND (name = %s OR type = %s)", (name, name)) if name else self.sql(q)
-            return sorted(int(r[0]) for r in rows if r[0])
-        return sorted(pid for pid, title in self.children().items() if role_of_title(title, self.name) == role)
 
     def _state(self) -> dict[str, Any]:
         try:

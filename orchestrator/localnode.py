@@ -28,27 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import procfs
-from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError, PgNode, parse_events
+from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError, PgNode, parse_events, role_of_title
 
 __all__ = ["DEFAULT_TIMEOUT", "LocalNode", "NodeError", "free_port", "role_of_title"]
-
-
-def role_of_title(cmdline: str, cluster_name: str = "") -> str:
-    """The role a pgbed child's process title (set by node/launch.py's set_title) says it has:
-    startup, checkpointer, walreceiver, walsender, backend, or `other` (bgworkers carry their
-    own type as title, so they are found through pg_stat_bgworker instead)."""
-    t = cmdline.removeprefix("pgbed: ")
-    if cluster_name:
-        t = t.removeprefix(f"{cluster_name}: ")
-    first = t.split(" ", 1)[0]
-    if first in ("startup", "checkpointer", "walreceiver"):
-        return first
-    if first == "walsender":
-        return "walsender"
-    # a client backend: "user database host[(port)] state"
-    if re.match(r"\S+ \S+ (\[local\]|\S+\(\d+\)|\S+) ", t + " ") and first not in ("postmaster",):
-        return "backend"
-    return "other"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -270,22 +252,6 @@ class LocalNode(PgNode):
 
     def child_pids(self, role: str) -> list[int]:
         return [pid for pid, title in self.children().items() if re.search(role, title)]
-
-    def pids(self, role: str, name: str | None = None) -> list[int]:
-        """Pids of this node's processes by role (orchestrator/faults.py ROLES), read from the
-        process titles; bgworkers by name or type (`name`) from pg_stat_bgworker."""
-        if role == "postmaster":
-            return [self.pid] if self.is_running() else []
-        if role == "bgworker":
-            q = "SELECT pid FROM pg_stat_bgworker WHERE status = 'started'"
-            rows = self.sql(q + " AND (name = %s OR type = %s)", (name, name)) if name else self.sql(q)
-            return sorted(int(r[0]) for r in rows if r[0])
-        out = []
-        for pid, title in self.children().items():
-            t = role_of_title(title, self.name)
-            if t == role:
-                out.append(pid)
-        return sorted(out)
 
     def orphans(self) -> list[int]:
         """Processes still holding this node's data directory interlock (any incarnation)."""

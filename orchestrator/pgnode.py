@@ -42,6 +42,24 @@ def parse_events(text: str, name: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def role_of_title(cmdline: str, cluster_name: str = "") -> str:
+    """The role a pgbed child's process title (set by node/launch.py's set_title) says it has:
+    startup, checkpointer, walreceiver, walsender, backend, or `other` (bgworkers carry their
+    own type as title, so they are found through pg_stat_bgworker instead)."""
+    t = cmdline.removeprefix("pgbed: ")
+    if cluster_name:
+        t = t.removeprefix(f"{cluster_name}: ")
+    first = t.split(" ", 1)[0]
+    if first in ("startup", "checkpointer", "walreceiver"):
+        return first
+    if first == "walsender":
+        return "walsender"
+    # a client backend: "user database host[(port)] state"
+    if re.match(r"\S+ \S+ (\[local\]|\S+\(\d+\)|\S+) ", t + " ") and first not in ("postmaster",):
+        return "backend"
+    return "other"
+
+
 class PgNode:
     name: str
     host: str
@@ -66,6 +84,21 @@ class PgNode:
 
     def reload(self) -> None:
         self.signal(signal.SIGHUP)  # type: ignore[attr-defined]
+
+    # -- processes by role -------------------------------------------------------------------------
+
+    def pids(self, role: str, name: str | None = None) -> list[int]:
+        """Pids of this node's processes by role (orchestrator/faults.py ROLES), from the process
+        titles of the postmaster's children; bgworkers by name or type (`name`) from
+        pg_stat_bgworker, since a worker's title is its own type."""
+        if role == "postmaster":
+            return [self.pid] if self.is_running() else []  # type: ignore[attr-defined]
+        if role == "bgworker":
+            q = "SELECT pid FROM pg_stat_bgworker WHERE status = 'started'"
+            rows = self.sql(q + " AND (name = %s OR type = %s)", (name, name)) if name else self.sql(q)
+            return sorted(int(r[0]) for r in rows if r[0])
+        children = self.children().items()  # type: ignore[attr-defined]
+        return sorted(pid for pid, title in children if role_of_title(title, self.name) == role)
 
     # -- clients ----------------------------------------------------------------------------------
 
