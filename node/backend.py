@@ -333,6 +333,8 @@ def main(sock: socket.socket, addr: Any, cac: str, cancel_keys: dict[int, int], 
         send_fatal(conn, err)
         return 1
     except PGError as e:
+        if e.severity == "PANIC":
+            raise  # node/launch.py logs it and aborts: the postmaster must see a crash (CRASH-1)
         if e.severity == "ERROR":
             e.severity = "FATAL"
         elog.log(e.severity, e.message, sqlstate=e.sqlstate, detail=e.detail, hint=e.hint)

@@ -302,9 +302,10 @@ class Heap:
             return None
         payload = encode_xact(ops, time.time())
         start, end = wal.append_commit(xid, payload, flush=flush)
-        # The window DESIGN calls out: the WAL says committed, SQLite does not yet.
-        injection.inject("backend-commit-after-wal")
         try:
+            # The window DESIGN calls out: the WAL says committed, SQLite does not yet. Anything
+            # that fails from here on — an injected error, an interrupt inside SQLite — is a PANIC.
+            injection.inject("backend-commit-after-wal")
             self.conn.execute(f"UPDATE {CONTROL_TABLE} SET applied_lsn = ?, applied_start = ?, applied_xid = ?",
                               (end, start, xid))  # fmt: skip
             self.conn.execute("COMMIT")

@@ -271,3 +271,39 @@ def test_checkpoint_removes_old_segments_and_wal_keep_size_keeps_them(node_facto
     final = _segments(n)
     assert final[0] == after[0]  # nothing removed: the last 8 MB are held back by wal_keep_size
     assert len(final) > len(after)
+
+
+def test_failure_inside_the_commit_window_is_a_panic_and_a_crash(node_factory, standby_factory) -> None:
+    """CRASH-1: anything that fails after a transaction's COMMIT record is in the WAL but before
+    SQLite committed (here an injected error; in the chaos campaign that found this, a fast
+    shutdown's interrupt inside SQLite) is a PANIC, and a PANIC is a crash: the postmaster sees
+    the abort, and crash recovery replays the commit, so the primary ends with the row its
+    standby already replayed. The backend used to exit 1 (and an error at that point used to
+    roll back as an ordinary ERROR): no crash, a shutdown checkpoint over a heap lacking a
+    WAL-committed transaction, and standbys with a row the primary had lost."""
+    p = node_factory("primary")
+    p.sql("CREATE TABLE win (id int PRIMARY KEY)")
+    s = standby_factory(p, "standby1")
+    p.sql("SELECT pgbed_injection_attach('backend-commit-after-wal', 'error', '')")
+    done: list[object] = []
+
+    def insert() -> None:
+        try:
+            with p.connect() as c:
+                c.execute("INSERT INTO win VALUES (2)")
+                done.append("acknowledged")
+        except psycopg.Error as e:
+            done.append(e)
+
+    off = p.log_offset()
+    t = threading.Thread(target=insert, daemon=True)
+    t.start()
+    t.join(20)
+    assert done and done[0] != "acknowledged", done
+    p.wait_for_log("PANIC:  could not commit transaction after writing its WAL", offset=off)
+    p.wait_for_log(r"server process \(PID \d+\) was terminated by signal 6", offset=off)
+    p.wait_for_log("all server processes terminated; reinitializing", offset=off)
+    p.wait_for_log("database system is ready to accept connections", offset=off)
+    assert p.sql("SELECT id FROM win") == [(2,)]
+    p.wait_for_catchup(s, "replay")
+    assert s.sql("SELECT id FROM win") == [(2,)]
