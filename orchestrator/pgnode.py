@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -60,17 +61,19 @@ def role_of_title(cmdline: str, cluster_name: str = "") -> str:
     return "other"
 
 
-class PgNode:
+class PgNode(ABC):
     name: str
     host: str
     port: int  # a plain attribute (local) or a property re-read at each container start (docker)
     poll_interval_s = 0.02
 
+    @abstractmethod
     def log_content(self) -> str:
-        raise NotImplementedError
+        """The server log so far (a file locally, `docker logs` for a container)."""
 
+    @abstractmethod
     def _evidence(self, what: str) -> str:
-        raise NotImplementedError
+        """A NodeError message: what was awaited, the log tail, where the full logs are."""
 
     # -- lifecycle verbs built on the backend's signal/stop/start/wait_exit -------------------------
 
