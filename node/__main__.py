@@ -1,4 +1,6 @@
-"""`pgbed` command line: initdb, start, stop, reload, status, promote, controldata, bench.
+"""`pgbed` command line: initdb, start, stop, reload, status, promote, controldata, basebackup,
+bench, and the orchestrator's `chaos` and `cluster` (handed to orchestrator/chaos.py and
+orchestrator/clustercli.py with the rest of the arguments).
 
 What it does: the pg_ctl/initdb/pg_controldata analogues. `start` runs the postmaster in the
 foreground (container mode) or, with --background, detaches it and waits until postmaster.pid
@@ -218,9 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.chaos import main as chaos_main
 
         return chaos_main(args[1:])
+    if args[:1] == ["cluster"]:
+        from orchestrator.clustercli import main as cluster_main
+
+        return cluster_main(args[1:])
     p = argparse.ArgumentParser(prog="pgbed", description="pgbed node control (initdb / pg_ctl analogue)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("chaos", help="run a seeded chaos campaign (see `pgbed chaos --help`)")
+    sub.add_parser("cluster", help="a local primary + standbys that stays up: up|status|down --dir D")
 
     def with_d(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("-D", "--pgdata", required=True, help="data directory")

@@ -5,8 +5,10 @@ What it does:
    nothing to every standby streaming, `--runs` times: median, min, max;
 2. the same with Debian's PostgreSQL 15 (initdb, pg_ctl, pg_basebackup -R on 127.0.0.x, as
    the postgres OS user) in the same run, interleaved, for the ratio;
-3. with `--suite`, the chaos suite's local scenarios under `pytest -n auto` (tests/chaos,
-   docker-marked ones excluded): wall time and scenarios per minute.
+3. with `--suite`, the whole chaos suite (`pytest -n auto -m chaos tests/chaos`, the Docker
+   scenarios included where an engine answers; the suite's (re)build of the node image is
+   counted, seconds when its layers are cached): wall time, scenarios passed, and scenarios per
+   minute. Goal: under 10 minutes.
 
 4. where a Docker engine runs and the node image exists (`--image`, default pgbed-node:test, as
    the chaos suite builds it), the same 3-node cluster in containers (orchestrator/dockercluster.py)
@@ -113,13 +115,21 @@ def docker_cluster_up(image: str) -> float | None:
 
 
 def suite_wall_time(root: Path) -> tuple[float, int, str]:
+    """(wall seconds, scenarios passed, pytest's last line) of the whole chaos suite. pytest's
+    output streams to stderr as it runs (the progress of a 10-minute command)."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", "-m",
-                        "chaos and not docker", "tests/chaos"], cwd=root, capture_output=True, text=True)  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", "-m", "chaos", "tests/chaos"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = ""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stderr.write(line)
+        if line.strip():
+            last = line.strip()
+    proc.wait()
     dt = time.perf_counter() - t0
-    tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-300:]
-    m = re.search(r"(\d+) passed", tail)
-    return dt, int(m.group(1)) if m else 0, tail
+    m = re.search(r"(\d+) passed", last)
+    return dt, int(m.group(1)) if m else 0, last
 
 
 def main(runs: int = 3, json_out: str | None = None, suite: bool = False, image: str = "pgbed-node:test") -> int:
@@ -153,10 +163,11 @@ def main(runs: int = 3, json_out: str | None = None, suite: bool = False, image:
     out: dict[str, Any] = {"group": "chaos", "runs": runs,
                            "cluster_up_s": {"pgbed": a, "postgres": b, "pgbed_docker": d}}  # fmt: skip
     if suite:
-        print("running the local chaos suite under pytest -n auto ...", file=sys.stderr, flush=True)
+        print("running the whole chaos suite under pytest -n auto ...", file=sys.stderr, flush=True)
         dt, n, tail = suite_wall_time(Path(__file__).resolve().parents[1])
-        rows.append(["chaos suite (local scenarios, -n auto): wall time (s) / scenarios per minute",
-                     f"{dt:.0f} / {n / dt * 60:.1f}", "-", "-", "-", "-"])  # fmt: skip
+        rows.append([f"chaos suite (-n auto, {n} scenarios passed): wall time (s)", f"{dt:.0f}", "-", "-", "-",
+                     "goal < 600 s: " + ("met" if dt < 600 else "NOT met")])
+        rows.append(["chaos suite: scenarios per minute", f"{n / dt * 60:.1f}", "-", "-", "-", "-"])
         out["suite"] = {"wall_s": dt, "passed": n, "pytest": tail}
     print()
     print(render_table(rows))

@@ -52,6 +52,14 @@ BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test,worker_spi'",
                 "worker_spi__total_workers": "1", "worker_spi__naptime": "1"}  # fmt: skip
 
 
+def campaign_settings(retry_interval_s: float = 1.0, bgworkers: bool = True,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """postgresql.conf settings of every node of a campaign's cluster (compose.yaml's
+    PGBED_BASE_CONF says the same for the compose stack)."""
+    return {"wal_retrieve_retry_interval": f"'{int(retry_interval_s * 1000)}ms'",
+            **(BGW_SETTINGS if bgworkers else {}), **(extra or {})}  # fmt: skip
+
+
 @dataclass
 class CampaignConfig:
     seed: int
@@ -72,11 +80,17 @@ class CampaignConfig:
     bgworkers: bool = True  # preload pgbed_test with a static worker of each start time on every node
     settle_s: float = 2.5  # quiet time before the final reads, so restarts after the last fault are seen
     backend: str = "local"  # for the replay command; the cluster itself is made by the caller
+    target: str = ""  # the running cluster attached to: a compose project, or a local cluster's directory
+    table_suffix: str = ""  # workload tables of their own on a long-lived cluster (acked_<suffix>, …)
 
     def replay_command(self) -> str:
-        return (f"python -m orchestrator chaos --seed {self.seed} --duration {self.duration_s:g} "
-                f"--faults {','.join(self.faults)} --standbys {self.standbys}"
-                + (f" --backend {self.backend}" if self.backend != "local" else ""))  # fmt: skip
+        cmd = (f"python -m orchestrator chaos --seed {self.seed} --duration {self.duration_s:g} "
+               f"--faults {','.join(self.faults)}")  # fmt: skip
+        if self.backend == "compose":
+            return f"{cmd} --compose-project {self.target}"
+        if self.target:
+            return f"{cmd} --cluster-dir {self.target}"
+        return f"{cmd} --standbys {self.standbys}" + (f" --backend {self.backend}" if self.backend != "local" else "")
 
 
 @dataclass
@@ -166,8 +180,7 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
     metrics = Metrics(cfg.metrics_port)
     metrics.set_phase("setup")
     own_cluster = cluster is None
-    settings = {"wal_retrieve_retry_interval": f"'{int(cfg.retry_interval_s * 1000)}ms'",
-                **(BGW_SETTINGS if cfg.bgworkers else {}), **cfg.settings}  # fmt: skip
+    settings = campaign_settings(cfg.retry_interval_s, cfg.bgworkers, cfg.settings)
     t_setup = time.monotonic()
     if cluster is None:
         say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
@@ -176,7 +189,9 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
     say(f"[chaos] cluster ({cluster.backend}) ready{took}: "
         + ", ".join(f"{n.name}={n.host}:{n.port}" for n in cluster.nodes.values()))  # fmt: skip
     history = History()
-    acked, bank = AckedWrites(), Bank()
+    sfx = cfg.table_suffix
+    acked = AckedWrites(table=f"acked_{sfx}" if sfx else None)
+    bank = Bank(table=f"accounts_{sfx}" if sfx else None)
     spi = WorkerSpiDeltas() if cfg.bgworkers else None
     stop = threading.Event()
     faults: list[Fault] = []
@@ -392,16 +407,16 @@ def _write_rundir(cfg: CampaignConfig, cluster: Cluster, history: History, fault
             pass
 
 
-def docker_cluster(cfg: CampaignConfig, image: str) -> Cluster:
+def docker_cluster(cfg: CampaignConfig, image: str, labels: dict[str, str] | None = None) -> Cluster:
     """A DockerCluster for a campaign, its containers and network labelled pgbed.run=<rundir's
-    name> so that `docker rm -f $(docker ps -aq -f label=pgbed.run=…)` finds leftovers."""
+    name> (or `labels`, e.g. a test run's) so that `docker rm -f $(docker ps -aq -f
+    label=pgbed.run=…)` finds leftovers."""
     import docker
 
     from orchestrator.dockercluster import DockerCluster
 
-    settings = {"wal_retrieve_retry_interval": f"'{int(cfg.retry_interval_s * 1000)}ms'",
-                **(BGW_SETTINGS if cfg.bgworkers else {}), **cfg.settings}  # fmt: skip
-    labels = {"pgbed.run": cfg.rundir.name, "pgbed.worker": "campaign"}
+    settings = campaign_settings(cfg.retry_interval_s, cfg.bgworkers, cfg.settings)
+    labels = labels or {"pgbed.run": cfg.rundir.name, "pgbed.worker": "campaign"}
     return DockerCluster(docker.from_env(), image, labels, standbys=cfg.standbys, settings=settings)
 
 
@@ -410,34 +425,58 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     ap = argparse.ArgumentParser(prog="python -m orchestrator chaos",
-                                 description="Run a seeded chaos campaign against a local pgbed cluster.")  # fmt: skip
+                                 description="Run a seeded chaos campaign: on a cluster of its own (local processes "
+                                             "or containers), or against a running compose stack.")  # fmt: skip
     ap.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults (default 60)")
-    default = ",".join(F.PROCESS_FAULTS + F.PROXY_FAULTS)
-    ap.add_argument("--faults", default=default, help=f"comma-separated fault kinds (default {default})")
+    defaults = {"local": F.PROCESS_FAULTS + F.PROXY_FAULTS, "docker": F.PROCESS_FAULTS + F.CONTAINER_FAULTS,
+                "compose": F.PROCESS_FAULTS + F.CONTAINER_FAULTS}  # fmt: skip
+    ap.add_argument("--faults", default=None,
+                    help="comma-separated fault kinds (default: every kind the backend supports; "
+                         f"local: {','.join(defaults['local'])}; "
+                         f"docker and compose: {','.join(defaults['docker'])})")  # fmt: skip
     ap.add_argument("--standbys", type=int, default=2)
     ap.add_argument("--rundir", default=None, help="run directory (default: a new temp directory)")
     ap.add_argument("--metrics-port", type=int, default=0, help="serve pgbed_chaos_* metrics here (0: off)")
     ap.add_argument("--backend", choices=["local", "docker"], default="local",
                     help="local processes, or containers of the node image (--image, built beforehand)")  # fmt: skip
     ap.add_argument("--image", default="pgbed-node:test", help="node image for --backend docker")
+    ap.add_argument("--cluster-dir", default=None, type=Path, metavar="DIR",
+                    help="run against the running local cluster of `pgbed cluster up --dir DIR` instead of a "
+                         "cluster of its own (it stays up afterwards, with the roles the campaign left)")  # fmt: skip
+    ap.add_argument("--compose-project", default=None, metavar="PROJECT",
+                    help="run against the nodes of this running compose project (found by compose's "
+                         "labels; 'auto': the project of the container this runs in) instead of a cluster "
+                         "of its own")  # fmt: skip
     args = ap.parse_args(argv)
+    backend = "compose" if args.compose_project else args.backend
+    if args.cluster_dir and (args.compose_project or args.backend != "local"):
+        ap.error("--cluster-dir is a local cluster: not with --compose-project or --backend docker")
     try:
-        kinds = F.parse_faults(args.faults)
+        kinds = F.parse_faults(args.faults) if args.faults else defaults[backend]
     except ValueError as e:
         ap.error(str(e))
-    if args.backend == "local" and (bad := [k for k in kinds if k in F.CONTAINER_FAULTS]):
-        ap.error(f"fault kinds {', '.join(bad)} need --backend docker")
-    if args.backend == "docker" and (bad := [k for k in kinds if k in F.PROXY_FAULTS]):
+    if backend == "local" and (bad := [k for k in kinds if k in F.CONTAINER_FAULTS]):
+        ap.error(f"fault kinds {', '.join(bad)} need --backend docker or --compose-project")
+    if backend != "local" and (bad := [k for k in kinds if k in F.PROXY_FAULTS]):
         ap.error(f"fault kinds {', '.join(bad)} use a proxy on this host, which containers cannot reach: "
                  "use --backend local (partitions are the Docker backend's network faults)")  # fmt: skip
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     rundir = Path(args.rundir) if args.rundir else Path(tempfile.mkdtemp(prefix=f"pgbed-chaos-{seed}-"))
     cfg = CampaignConfig(seed=seed, duration_s=args.duration, faults=kinds, rundir=rundir, standbys=args.standbys,
-                         metrics_port=args.metrics_port, backend=args.backend)  # fmt: skip
-    cluster = None
-    if args.backend == "docker":
-        t0 = time.monotonic()
+                         metrics_port=args.metrics_port, backend=backend)  # fmt: skip
+    cluster: Cluster | None = None
+    t0 = time.monotonic()
+    if args.cluster_dir:
+        print(f"[chaos] seed {seed}: attaching to the cluster at {args.cluster_dir}", file=sys.stderr, flush=True)
+        cluster = Cluster.attach(args.cluster_dir)
+        cfg.target = str(args.cluster_dir.resolve())
+        cfg.table_suffix = f"s{seed}_{int(time.time())}"
+        cfg.standbys = len(cluster.standbys)
+    elif backend == "compose":
+        cluster = compose_cluster(cfg, args.compose_project)
+        cfg.standbys = len(cluster.standbys)
+    elif backend == "docker":
         print(f"[chaos] seed {seed}: bringing up a primary and {cfg.standbys} standbys in containers of {args.image}",
               file=sys.stderr, flush=True)  # fmt: skip
         cluster = docker_cluster(cfg, args.image)
@@ -445,7 +484,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_campaign(cfg, cluster=cluster)
     finally:
-        if cluster is not None:
+        if args.cluster_dir and cluster is not None:
+            cluster.save()  # it stays up, with the roles this campaign left
+        elif cluster is not None:
             cluster.teardown()
     print(result.summary())
     return 0 if result.verdict.status != "invalid" else 1
+
+
+def compose_cluster(cfg: CampaignConfig, project: str) -> Cluster:
+    """The nodes of a running compose project (orchestrator/composecluster.py); the campaign's
+    helpers and sidecars are labelled pgbed.run=<rundir's name>, and its workload tables get a
+    suffix of their own, so campaigns can follow each other on the same stack."""
+    import docker
+
+    from orchestrator.composecluster import ComposeCluster, own_project
+
+    client = docker.from_env()
+    if project == "auto":
+        found = own_project(client)
+        if not found:
+            raise SystemExit("--compose-project auto: this process does not run in a compose container")
+        project = found
+    print(f"[chaos] seed {cfg.seed}: attaching to compose project {project!r}", file=sys.stderr, flush=True)
+    cluster = ComposeCluster(client, project, labels={"pgbed.run": cfg.rundir.name, "pgbed.worker": "campaign"})
+    cfg.target = project
+    cfg.table_suffix = f"s{cfg.seed}_{int(time.time())}"
+    return cluster

@@ -12,8 +12,14 @@ standby, re-point the others across the timeline switch, re-clone the old primar
 standby of the new one), and `teardown()`. Every wait has a deadline and raises NodeError with
 the last value seen, the node's log tail and where the log is.
 
-What it deliberately does not do (yet): the Docker backend behind the same interface — the
-chaos suite's container faults use tests/chaos/conftest.py's containers until it exists.
+`save()` writes `<base>/cluster.json` (names, addresses, which node is the primary) and
+`Cluster.attach(base)` finds such a cluster again while it runs — `pgbed cluster up` leaves one
+running for psql and for `pgbed chaos --cluster-dir` (orchestrator/clustercli.py): the
+postmasters are adopted (orchestrator/localnode.py), stopped ones are started, and the primary
+is whichever node is out of recovery, since an earlier campaign's failover may have moved it.
+
+What it deliberately does not do: containers (orchestrator/dockercluster.py and
+composecluster.py subclass this with the same interface).
 
 Ownership: the Cluster owns its nodes' directories; only the orchestrator's thread that created
 it changes the topology (failover); nemeses signal processes but never edit `nodes`.
@@ -22,6 +28,7 @@ it changes the topology (failover); nemeses signal processes but never edit `nod
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import time
 from pathlib import Path
@@ -74,6 +81,62 @@ class Cluster:
         if start:
             c.start()
         return c
+
+    MANIFEST = "cluster.json"
+
+    def save(self) -> Path:
+        """Write <base>/cluster.json, what attach() needs to find this cluster again."""
+        data = {"backend": self.backend, "names": self.names, "primary": self.primary_name, "sync": self.sync,
+                "timeline_switches": self.timeline_switches, "settings": self.settings,
+                "standby_settings": self.standby_settings,
+                "nodes": {name: {"host": n.host, "port": n.port} for name, n in self.nodes.items()}}  # fmt: skip
+        path = self.base / self.MANIFEST
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def attach(cls, base: Path, *, start: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
+        """The local cluster saved under `base`, its running postmasters adopted; with start,
+        stopped nodes are started and the primary is asked for (pg_is_in_recovery)."""
+        base = Path(base)
+        try:
+            data = json.loads((base / cls.MANIFEST).read_text())
+        except OSError as e:
+            raise NodeError(f"no cluster at {base}: {e}; make one with `pgbed cluster up --dir {base}`") from None
+        c = cls(base, data["names"], sync=data["sync"], settings=data["settings"],
+                standby_settings=data["standby_settings"])  # fmt: skip
+        c.timeline_switches = int(data.get("timeline_switches", 0))
+        c.primary_name = data["primary"]
+        for name, d in data["nodes"].items():
+            n = LocalNode(base, name, host=d["host"], port=int(d["port"]))
+            n.adopt()
+            c.nodes[name] = n
+        if start:
+            c.ensure_running(timeout=timeout)
+            c.primary_name = c.find_primary(timeout=timeout)
+        return c
+
+    def find_primary(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """The one node out of recovery, once every node answers (roles live in the data
+        directories: an earlier campaign's failover may have moved the primary)."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for name, n in self.nodes.items():
+                try:
+                    last[name] = n.sql("SELECT pg_is_in_recovery()")[0][0]
+                except Exception as e:
+                    last[name] = e
+            if all(isinstance(v, bool) for v in last.values()):
+                primaries = [name for name, v in last.items() if v is False]
+                if len(primaries) == 1:
+                    return primaries[0]
+                raise NodeError(f"expected exactly one node out of recovery, found {primaries or 'none'} ({last}): "
+                                "this cluster's roles are broken; re-create it")  # fmt: skip
+            time.sleep(0.2)
+        raise NodeError(f"not every node answered within {timeout:g} s (last: {last})")
 
     def sync_names(self, standbys: list[str]) -> str:
         return f"'ANY 1 ({', '.join(standbys)})'" if self.sync and standbys else "''"
@@ -188,7 +251,10 @@ class Cluster:
         if old.is_running():
             old.teardown()
         # Keep the old incarnation's logs and events for the checkers and the run directory.
-        retired = self.base / "retired" / f"{name}-{len(self.retired) + 1}"
+        k = len(self.retired) + 1
+        while (self.base / "retired" / f"{name}-{k}").exists():  # an earlier campaign's, on an attached cluster
+            k += 1
+        retired = self.base / "retired" / f"{name}-{k}"
         retired.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(self.base / name), retired)
         self.retired.append(LocalNode(retired.parent, retired.name, host=old.host, port=old.port))

@@ -9,18 +9,20 @@ is_running/wait_exit/pidfile_status/pid, lsn/wait_for_catchup/promote, the conta
 from `ps` inside the container and kill(pid, sig) through `docker exec kill` — plus what only a
 container has: container_kill/stop/start/restart, pause/unpause, and `ip` on the cluster network.
 
-How a container becomes a node. The image's entrypoint (images/node/entrypoint.sh) initdbs an
-empty $PGDATA and execs the postmaster; it has no standby mode and takes settings only as
-`-c` arguments, which outrank postgresql.conf and postgresql.auto.conf and so could never be
-changed by append_conf + reload (a failover rewrites synchronous_standby_names and
-primary_conninfo). So the container runs BOOTSTRAP_SCRIPT instead (the entrypoint runs any
-command that is not an option): on a first start it either initdbs (adding the same trust
-lines to pg_hba.conf as the entrypoint does) or clones the primary over the cluster network
-with `pgbed basebackup [-R]`, appends this node's settings to postgresql.conf, then execs the
-entrypoint, which execs `pgbed start`. The postmaster is therefore tini's only child, with the
-same pid from the first instruction of the script on (exec all the way), just as LocalNode's
-Popen pid is; on later starts of the same container the data directory (its volume) is kept
-and the script goes straight to the entrypoint.
+How a container becomes a node. The image's entrypoint (images/node/entrypoint.sh), the same
+one compose.yaml's services run, makes the data directory at the container's first start:
+`pgbed initdb` for a primary, or a clone of the primary over the cluster network with
+`pgbed basebackup [-R]` when PGBED_CLONE_FROM is set, then appends this node's settings
+(PGBED_CONF, PGBED_AUTO_CONF) to the configuration files, and execs `pgbed start`. Settings go
+into the files rather than `-c` arguments, which outrank postgresql.conf and
+postgresql.auto.conf and so could never be changed by append_conf + reload (a failover rewrites
+synchronous_standby_names and primary_conninfo). The postmaster is tini's only child, with the
+same pid from the entrypoint's first instruction on (exec all the way), just as LocalNode's
+Popen pid is; on later starts of the same container the data directory (its volume) is kept.
+
+`DockerNode.attach(...)` wraps a container made by someone else (a compose service, see
+orchestrator/composecluster.py) instead: it is never created or removed here, and clients reach
+it at its address on its network rather than through a host-mapped port.
 
 What it deliberately does not do:
 - Fixed names or host ports. The container name has a random suffix; the host port of 5432 is
@@ -40,7 +42,7 @@ Differences from LocalNode that callers can observe (and why):
 - teardown() removes the container and its data volume; halt() kills it and keeps it (logs,
   events and files stay readable: DockerCluster retires re-cloned nodes this way).
 - is_running() is the container's State.Running, which stays true while it is paused (the
-  postmaster is alive, only frozen), and is true while the bootstrap script is still cloning.
+  postmaster is alive, only frozen), and is true while the entrypoint is still cloning.
 - pidfile staleness: the postmaster gets the same pid number in every incarnation (a fresh PID
   namespace), so wait_ready also requires the pidfile's start time to be no older than the
   container's own start.
@@ -71,31 +73,6 @@ PG_PORT = 5432
 LABEL_CLUSTER = "pgbed.cluster"  # which DockerCluster a container belongs to (teardown by label)
 LABEL_NODE = "pgbed.node"
 
-# Run as the container's command; see the module docstring. Settings come in the environment,
-# one `name = value` line each, so nothing has to be quoted for the shell.
-BOOTSTRAP_SCRIPT = r"""
-set -eu
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    if [ -n "${PGBED_CLONE_FROM:-}" ]; then
-        echo "pgbed-bootstrap: cloning $PGDATA from $PGBED_CLONE_FROM:5432" >&2
-        # shellcheck disable=SC2086  # PGBED_BASEBACKUP_ARGS is a list of options
-        pgbed basebackup -h "$PGBED_CLONE_FROM" -p 5432 -U postgres -D "$PGDATA" \
-            --application-name "$PGBED_NODE_NAME" ${PGBED_BASEBACKUP_ARGS:-}
-    else
-        pgbed initdb -D "$PGDATA" --wal-segsize "${PGBED_WAL_SEGSIZE_MB:-16}"
-        # what images/node/entrypoint.sh adds after its own initdb
-        printf '%s\n' '' \
-            '# added by the pgbed container bootstrap: trust the container network (test bed only)' \
-            'host    all             all             all                     trust' \
-            'host    replication     all             all                     trust' >>"$PGDATA/pg_hba.conf"
-    fi
-    printf '%s\n' "${PGBED_CONF:-}" >>"$PGDATA/postgresql.conf"
-    if [ -n "${PGBED_AUTO_CONF:-}" ]; then printf '%s\n' "$PGBED_AUTO_CONF" >>"$PGDATA/postgresql.auto.conf"; fi
-fi
-exec pgbed-entrypoint
-"""
-
-
 def _conf_lines(settings: dict[str, Any]) -> list[str]:
     return [f"{k.replace('__', '.')} = {v}" for k, v in settings.items()]
 
@@ -121,7 +98,9 @@ class DockerNode(PgNode):
         self.name = name  # also its alias on the cluster network and its application_name
         self.labels = {**labels, LABEL_NODE: name, **({LABEL_CLUSTER: cluster_id} if cluster_id else {})}
         self.network = network
-        self.host = host  # where the host-mapped port listens
+        self.published_host = host  # where the host-mapped port listens
+        self.via_network = False  # attached containers are reached at their network address
+        self.owned = True  # False for attached containers: never removed here
         self.datadir = PGDATA  # inside the container
         self.container: Any = None
         self.container_name = f"pgbed-{cluster_id or secrets.token_hex(4)}-{name}-{secrets.token_hex(3)}"
@@ -130,7 +109,34 @@ class DockerNode(PgNode):
         self._conf: list[str] = []  # postgresql.conf lines for the first start
         self._auto_conf: list[str] = []
         self._port: int | None = None
+        self._addr: str | None = None  # network address of an attached container, per start
         self._started_at = 0.0  # epoch seconds of the container's current start
+
+    @classmethod
+    def attach(cls, client: Any, container: Any, name: str, *, network: str) -> DockerNode:
+        """A node for a container someone else made (a compose service): clients reach it at
+        its address on `network` (the orchestrator may run in a container on that network, or
+        on the host, which routes to bridge networks); start/stop/kill act on it, but teardown
+        never removes it."""
+        tags = container.image.tags if container.image is not None else []
+        n = cls(client, tags[0] if tags else container.image.id, name, labels={}, network=network)
+        n.container = container
+        n.container_name = container.name
+        n.via_network = True
+        n.owned = False
+        if n._state().get("Running"):
+            n._note_started()
+        return n
+
+    @property
+    def host(self) -> str:  # type: ignore[override]
+        if not self.via_network:
+            return self.published_host
+        if not self._addr:
+            self._addr = self.ip
+            if not self._addr:
+                raise NodeError(self._evidence(f"{self.name}: no address on network {self.network} (not running?)"))
+        return self._addr
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -169,7 +175,6 @@ class DockerNode(PgNode):
         api = self.client.api
         self.container = self.client.containers.create(
             self.image,
-            command=["sh", "-c", BOOTSTRAP_SCRIPT, "pgbed-bootstrap"],
             name=self.container_name,
             hostname=self.name,
             environment=env,
@@ -197,6 +202,7 @@ class DockerNode(PgNode):
         self.container.reload()
         self._started_at = _docker_time(self.container.attrs["State"].get("StartedAt", ""))
         self._port = None
+        self._addr = None
 
     def wait_ready(self, timeout: float = DEFAULT_TIMEOUT, statuses: tuple[str, ...] = ("ready", "standby")) -> None:
         deadline = time.monotonic() + timeout
@@ -335,8 +341,9 @@ class DockerNode(PgNode):
                 raise
 
     def teardown(self) -> None:
-        """Remove the container and its data volume (best effort)."""
-        if self.container is None:
+        """Remove the container and its data volume (best effort); an attached container is
+        left as it is (its owner, e.g. compose, removes it)."""
+        if self.container is None or not self.owned:
             return
         try:
             self.container.remove(force=True, v=True)
@@ -405,6 +412,8 @@ class DockerNode(PgNode):
 
     @property
     def port(self) -> int:
+        if self.via_network:
+            return PG_PORT
         if self._port is None:
             self.container.reload()
             ports = (self.container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{PG_PORT}/tcp") or []

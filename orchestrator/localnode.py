@@ -12,6 +12,11 @@ free loopback port and a Unix socket directory inside its own data directory's p
 
 Stopping a node that has silently died raises (STYLE 2.4: "otherwise tests might fail to detect
 server crashes").
+
+A node whose postmaster another process started (`pgbed cluster up`, see orchestrator/
+cluster.py) is *adopted* (`adopt()`): its pid comes from postmaster.pid, liveness from the
+kernel, and since it is not our child its exit status cannot be known (wait_exit returns -1).
+Once this process starts it again it is an ordinary Popen child.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise NodeError("could not find a free port")
 
 
+def _alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie counts as dead: it only waits for its parent)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class LocalNode(PgNode):
     def __init__(self, base: Path, name: str = "node", *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.name = name
@@ -56,6 +70,7 @@ class LocalNode(PgNode):
         self.host = host  # any 127.0.0.x: Linux routes all of 127/8 to lo, so nodes get own addresses
         self.port = port or free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.adopted_pid: int | None = None  # a postmaster started by another process (adopt())
         self.exit_code: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -126,6 +141,7 @@ class LocalNode(PgNode):
               expect_fail: bool = False) -> LocalNode:  # fmt: skip
         log = open(self.logfile, "ab")
         self.exit_code = None
+        self.adopted_pid = None
         self.proc = subprocess.Popen([sys.executable, "-m", "node", "start", "-D", str(self.datadir), *(extra or [])],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
         log.close()
@@ -162,13 +178,27 @@ class LocalNode(PgNode):
             time.sleep(0.01)
         raise NodeError(self._evidence(f"server not ready after {timeout}s; pidfile status {last!r}"))
 
+    def adopt(self) -> bool:
+        """Take over a postmaster some other process started on this data directory (its pid
+        from postmaster.pid); False when none is alive."""
+        lines = self.pidfile()
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        if not pid or not _alive(pid):
+            return False
+        self.proc, self.adopted_pid, self.exit_code = None, pid, None
+        return True
+
     @property
     def pid(self) -> int:
-        assert self.proc is not None, "node not started"
-        return self.proc.pid
+        if self.proc is not None:
+            return self.proc.pid
+        assert self.adopted_pid is not None, "node not started"
+        return self.adopted_pid
 
     def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.adopted_pid is not None and _alive(self.adopted_pid)
 
     def signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
@@ -179,15 +209,25 @@ class LocalNode(PgNode):
         os.kill(pid, sig)
 
     def stop(self, mode: str = "fast", timeout: float = DEFAULT_TIMEOUT) -> int:
-        if self.proc is None:
+        if self.proc is None and self.adopted_pid is None:
             raise NodeError("stop: node was never started")
-        if self.proc.poll() is not None:
-            raise NodeError(self._evidence(f"stop: server had already exited with code {self.proc.returncode}"))
+        if not self.is_running():
+            code = self.proc.returncode if self.proc is not None else "unknown (adopted)"
+            raise NodeError(self._evidence(f"stop: server had already exited with code {code}"))
         self.signal({"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode])
         return self.wait_exit(timeout)
 
     def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
-        assert self.proc is not None
+        """The postmaster's exit code; -1 for an adopted one (not our child: unknowable)."""
+        if self.proc is None:
+            assert self.adopted_pid is not None, "node not started"
+            deadline = time.monotonic() + timeout
+            while _alive(self.adopted_pid):
+                if time.monotonic() > deadline:
+                    raise NodeError(self._evidence(f"server (pid {self.adopted_pid}) did not exit within {timeout}s"))
+                time.sleep(0.02)
+            self.exit_code = -1
+            return self.exit_code
         try:
             self.exit_code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -196,6 +236,12 @@ class LocalNode(PgNode):
 
     def teardown(self) -> None:
         """Best-effort cleanup: immediate stop, then SIGKILL everything of this node."""
+        if self.proc is None and self.adopted_pid is not None and _alive(self.adopted_pid):
+            try:
+                os.kill(self.adopted_pid, signal.SIGQUIT)
+                self.wait_exit(8)
+            except (NodeError, ProcessLookupError):
+                pass
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGQUIT)

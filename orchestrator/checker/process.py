@@ -279,9 +279,16 @@ def _exited(events: list[Event]) -> set[int]:
 def replication_slots(walsnd_rows: Iterable[Mapping], walrcv_rows: Iterable[Mapping], events: Iterable[Mapping],
                       alive: Callable[[int], bool] | None = None) -> CheckResult:  # fmt: skip
     """One snapshot of one node's pgbed_walsnd_slots and pgbed_walrcv, with the events that node
-    logged before the snapshot (a process that exits later was alive when it was taken)."""
+    logged before the snapshot (a process that exits later was alive when it was taken).
+
+    Only the current postmaster's events count: a new postmaster (a restarted container above
+    all, whose PID namespace starts again at 1) hands out the pids of the last one's children
+    again, and the fork of such a pid may be logged only just before the snapshot."""
     name = "replication-slots"
-    ws, wr, evs = list(walsnd_rows), list(walrcv_rows), list(events)
+    ws, wr, evs = list(walsnd_rows), list(walrcv_rows), _sorted(events)
+    starts = [i for i, e in enumerate(evs) if e.get("event") == ev.PM_START]
+    if starts:
+        evs = evs[starts[-1]:]
     if not ws and not wr:
         return unknown("no pgbed_walsnd_slots or pgbed_walrcv row", 0, name)
     exited = _exited(evs)

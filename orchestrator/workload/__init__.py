@@ -35,10 +35,17 @@ DEFINITE_FAIL_CLASSES = ("23", "42", "25", "40", "55", "53", "22")
 DEFINITE_FAIL_CODES = ("57014", "57P03", "08P01", "3D000", "28000", "28P01")
 
 
+class NotConnected(Exception):
+    """Client.ensure could not connect: the operation was never sent, a definite failure whatever
+    the cause (a refused port, a proxy that accepted and closed, a FATAL at startup)."""
+
+
 def classify(e: BaseException) -> tuple[str, str]:
     """(fail|info, error text) for an exception of one operation."""
     code = getattr(e, "sqlstate", None) or ""
     text = f"{code or type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    if isinstance(e, NotConnected):
+        return FAIL, text
     if code and (code[:2] in DEFINITE_FAIL_CLASSES or code in DEFINITE_FAIL_CODES):
         return FAIL, text
     if isinstance(e, psycopg.OperationalError) and not code and "connection" in str(e).lower() \
@@ -76,7 +83,10 @@ class Client(threading.Thread):
 
     def ensure(self) -> Any:
         if self.conn is None or self.conn.closed:
-            self.conn, self.node = self.connect_fn()
+            try:
+                self.conn, self.node = self.connect_fn()
+            except psycopg.Error as e:
+                raise NotConnected(str(e).strip().splitlines()[0] if str(e).strip() else repr(e)) from e
         return self.conn
 
     def drop(self) -> None:
@@ -93,7 +103,7 @@ class Client(threading.Thread):
     def outcome(self, inv: Op, e: BaseException) -> None:
         typ, text = classify(e)
         self.history.complete(inv, typ, error=text)
-        if typ == INFO or isinstance(e, psycopg.OperationalError):
+        if typ == INFO or isinstance(e, psycopg.OperationalError | NotConnected):
             self.drop()
 
 
@@ -119,7 +129,9 @@ class AckedWrites:
 
     table = "acked"
 
-    def __init__(self, clients: int = 3, pace_s: float = 0.01) -> None:
+    def __init__(self, clients: int = 3, pace_s: float = 0.01, table: str | None = None) -> None:
+        if table:  # a campaign against a long-lived cluster (compose) uses tables of its own
+            self.table = table
         self.n_clients = clients
         self.pace_s = pace_s
         self._next: dict[str, int] = {}
@@ -160,7 +172,9 @@ class Bank:
     table = "accounts"
 
     def __init__(self, accounts: int = 8, balance: int = 100, clients: int = 2, readers: int = 2,
-                 pace_s: float = 0.01) -> None:  # fmt: skip
+                 pace_s: float = 0.01, table: str | None = None) -> None:  # fmt: skip
+        if table:
+            self.table = table
         self.accounts = accounts
         self.balance = balance
         self.n_clients = clients
@@ -236,13 +250,21 @@ class WorkerSpiDeltas:
     def __init__(self, clients: int = 1, pace_s: float = 0.02) -> None:
         self.n_clients = clients
         self.pace_s = pace_s
+        self.baseline = 0  # the total before this campaign's first delta (earlier campaigns' sum)
 
     def setup(self, cluster: Cluster, timeout: float = 30.0) -> None:
+        """Make sure the total row exists and note its value once no delta is left unfolded (a
+        long-lived cluster carries earlier campaigns' sums; final_read reports the difference)."""
         p = cluster.primary
         p.poll_until(lambda: p.sql("SELECT count(*) FROM schema1.counted") is not None, timeout=timeout,
                      what="worker_spi's schema1.counted")  # fmt: skip
         if p.safe_sql("SELECT count(*) FROM schema1.counted WHERE type = 'total'") == [(0,)]:
             p.safe_sql("INSERT INTO schema1.counted VALUES ('total', 0)")
+        total, pending = self._read(cluster, timeout)
+        if pending:
+            raise AssertionError(f"worker_spi left {pending} deltas unfolded for {timeout:g} s before the campaign "
+                                 f"(is its worker running on {p.name}?)")  # fmt: skip
+        self.baseline = total or 0
 
     def clients(self, cluster: Cluster, history: History, rng: random.Random, stop: threading.Event) -> list[Client]:
         def delta(c: Client) -> None:
@@ -259,7 +281,12 @@ class WorkerSpiDeltas:
                        self.pace_s) for i in range(self.n_clients)]  # fmt: skip
 
     def final_read(self, cluster: Cluster, timeout: float = 30.0) -> tuple[int | None, int]:
-        """(total, delta rows left) once the worker has folded every delta, or at the deadline."""
+        """(total this campaign added, delta rows left) once the worker has folded every delta,
+        or at the deadline."""
+        total, pending = self._read(cluster, timeout)
+        return (None if total is None else total - self.baseline), pending
+
+    def _read(self, cluster: Cluster, timeout: float) -> tuple[int | None, int]:
         p = cluster.primary
         deadline = time.monotonic() + timeout
         pending = -1

@@ -13,7 +13,9 @@ container nemesis (orchestrator/nemesis/container.py).
   commits; heal brings standby1 back to streaming; a one-way partition (standby1 drops the
   primary's packets) stops standby1's replay and is healed the same way; a second heal is a
   no-op that leaves no sidecar behind;
-- ProcessNemesis works unchanged on a DockerCluster (SIGNAL by role, KILL9 of a whole node).
+- ProcessNemesis works unchanged on a DockerCluster (SIGNAL by role, KILL9 of a whole node);
+- failover: promote the most advanced standby, repoint the other across the timeline switch,
+  re-clone the old primary in a new container, nothing acknowledged lost.
 
 Timeouts are shortened through settings (wal_sender_timeout / wal_receiver_timeout 3 s, status
 every 1 s, reconnect after 0.5 s) so that partitions show within seconds. Every wait has a
@@ -280,3 +282,42 @@ def test_process_nemesis_works_on_docker_cluster(healthy: DockerCluster) -> None
     wait_all_ready(cluster, timeout=DEADLINE_S)
     cluster.wait_streaming(timeout=DEADLINE_S)
     assert killed.pidfile_status() in ("ready", "standby")
+
+
+# -- (e) failover on the Docker backend -------------------------------------------------------------
+
+
+def test_failover_promotes_repoints_and_reclones(docker_client: Any, node_image: str,
+                                                 pgbed_labels: dict[str, str]) -> None:  # fmt: skip
+    """Cluster.failover on containers (REC-, WALRCV- timeline following): the old primary's
+    container is halted and kept, the most advanced standby is promoted, the other standby
+    follows it across the timeline switch (primary_conninfo repointed at the new primary's
+    network alias), and the old primary's node name comes back as a fresh clone in a new
+    container, streaming from the new primary. No synchronously acknowledged row is lost, and
+    the retired container stays readable (its log) but off the network."""
+    with DockerCluster(docker_client, node_image, pgbed_labels, standbys=2, settings=SETTINGS) as c:
+        c.primary.safe_sql("CREATE TABLE fo (k bigint PRIMARY KEY)")
+        for k in range(1, 51):  # each one acknowledged under ANY 1 (standby1, standby2)
+            c.primary.safe_sql("INSERT INTO fo VALUES (%s)", (k,))
+        old = c.primary
+        old_container = old.container
+        new = c.failover(timeout=DEADLINE_S)
+
+        assert new.name in ("standby1", "standby2") and c.primary_name == new.name and c.timeline_switches == 1
+        assert new.sql("SELECT pg_is_in_recovery()") == [(False,)]
+        assert c.retired == [old] and not old.is_running() and old.log_content()
+        old_container.reload()
+        assert c.network_name not in (old_container.attrs["NetworkSettings"].get("Networks") or {})
+        reborn = c.node("primary")
+        assert reborn is not old and reborn.container.id != old_container.id
+        assert reborn.sql("SELECT pg_is_in_recovery()") == [(True,)]
+        other = next(s for s in c.standbys if s.name not in (new.name, "primary"))
+        assert other.wait_for_log("new target timeline is 2", timeout=DEADLINE_S)
+        c.wait_streaming(["primary", other.name], timeout=DEADLINE_S)
+        assert new.sql("SHOW synchronous_standby_names") == [(f"ANY 1 (primary, {other.name})",)]
+
+        new.safe_sql("INSERT INTO fo VALUES (51)")
+        c.catch_up(timeout=DEADLINE_S)
+        want = [(k,) for k in range(1, 52)]
+        for n in c.nodes.values():
+            assert n.sql("SELECT k FROM fo ORDER BY k") == want, n.name

@@ -401,6 +401,17 @@ def test_replication_slots_recycled_pid_is_not_exited() -> None:
     assert process.replication_slots([ws(0, 3001, 3001)], [], evs).status == VALID
 
 
+def test_replication_slots_judge_the_current_postmaster_only() -> None:
+    """A restarted container's postmaster hands out its predecessor's pids again: pid 11, a
+    walreceiver that exited before the restart, is the new walreceiver (its fork not logged yet)."""
+    evs = [E("postmaster_start", 1.0), exit_(2.0, 11, "walreceiver", code=1), E("postmaster_start", 3.0)]
+    rcv = [{"pid": 11, "state": "streaming", "latch_owner_pid": 11}]
+    assert process.replication_slots([], rcv, evs).status == VALID
+    # in the same incarnation the exit still counts
+    r = process.replication_slots([], rcv, evs[:2])
+    assert r.status == INVALID and "pid 11, which has exited" in r.evidence[-1], r.evidence
+
+
 def test_replication_slots_without_rows_is_unknown() -> None:
     assert process.replication_slots([], [], []).status == UNKNOWN
 

@@ -1,5 +1,7 @@
-"""Chaos scenarios on local 1-primary/2-standby clusters: one campaign per process-level fault
-kind, each judged by every checker, and the meta-tests that put each of `pgbed.historic_bugs`
+"""Chaos scenarios on 1-primary/2-standby clusters: one campaign per process-level fault kind,
+each judged by every checker — on local processes for every seed of `--chaos-seeds` (default
+11,23), and for the process faults also in containers (the Docker backend, first seed; chosen by
+`--backend`) — and the meta-tests that put each of `pgbed.historic_bugs`
 back and require the matching checker — not just any — to say INVALID, while the same seed
 without the bug passes.
 
@@ -22,10 +24,9 @@ from typing import Any
 import pytest
 
 from orchestrator import faults as F
-from orchestrator.chaos import CampaignConfig, CampaignResult, run_campaign
+from orchestrator.chaos import CampaignConfig, CampaignResult, docker_cluster, run_campaign
 
 pytestmark = [pytest.mark.chaos]
-
 
 
 def _campaign(tmp_path: Path, seed: int, faults: tuple[str, ...], **kw: Any) -> CampaignResult:
@@ -43,14 +44,39 @@ def _check(r: CampaignResult, name: str) -> Any:
     return next(c for c in r.checks if c.name == name)
 
 
-@pytest.mark.parametrize("kind", [F.SIGNAL, F.SIGNAL_STORM, F.PAUSE, F.FAULT_HOOK, F.KILL9, F.RESTART, F.FAILOVER,
-                                  F.LATENCY, F.RESET, F.BLACKHOLE])
-@pytest.mark.parametrize("seed", [11])
-def test_fault_kind_campaign(tmp_path: Path, kind: str, seed: int) -> None:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.function.__name__ != "test_fault_kind_campaign":
+        return
+    seeds: list[int] = metafunc.config.getoption("--chaos-seeds")
+    params = []
+    for kind in F.PROCESS_FAULTS + F.PROXY_FAULTS:
+        for backend in ("local", "docker"):
+            if backend == "docker" and kind in F.PROXY_FAULTS:
+                continue  # the proxy runs on this host; containers' network faults are partitions
+            for seed in seeds if backend == "local" else seeds[:1]:
+                marks = [pytest.mark.docker] if backend == "docker" else []
+                params.append(pytest.param(kind, backend, seed, marks=marks, id=f"{kind}-{backend}-{seed}"))
+    metafunc.parametrize(("kind", "scenario_backend", "seed"), params)
+
+
+def test_fault_kind_campaign(tmp_path: Path, kind: str, scenario_backend: str, seed: int,
+                             request: pytest.FixtureRequest) -> None:  # fmt: skip
     """Every process-level fault kind, alone, with the acknowledged-writes and bank workloads
-    running and pgbed_test workers of the three start times on every node (the campaign's default): no checker may say
-    INVALID, and the data checkers must have seen enough to say VALID."""
-    r = _campaign(tmp_path, seed, (kind,))
+    running and pgbed_test workers of the three start times on every node (the campaign's
+    default): no checker may say INVALID, and the data checkers must have seen enough to say
+    VALID."""
+    if scenario_backend == "docker":
+        # longer than a local campaign: a container restart keeps the primary away for seconds
+        cfg = CampaignConfig(seed=seed, duration_s=8.0, faults=(kind,), rundir=tmp_path / f"run{seed}",
+                             backend="docker")  # fmt: skip
+        cluster = docker_cluster(cfg, request.getfixturevalue("node_image"),
+                                 labels=request.getfixturevalue("pgbed_labels"))  # fmt: skip
+        try:
+            r = run_campaign(cfg, cluster=cluster, progress=lambda msg: None)
+        finally:
+            cluster.teardown()
+    else:
+        r = _campaign(tmp_path, seed, (kind,))
     assert r.faults, f"no fault was injected\n{_explain(r)}"
     assert r.verdict.status != "invalid", _explain(r)
     for name in ("acked-writes", "bank", "convergence", "back-to-ready"):
