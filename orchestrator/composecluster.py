@@ -41,7 +41,7 @@ from typing import Any
 
 from orchestrator.cluster import Cluster
 from orchestrator.dockercluster import DockerCluster
-from orchestrator.dockernode import LABEL_CLUSTER, DockerNode, container_gone
+from orchestrator.dockernode import LABEL_CLUSTER, DockerNode
 from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError
 
 LABEL_PROJECT = "com.docker.compose.project"
@@ -156,13 +156,7 @@ class ComposeCluster(DockerCluster):
 
     def teardown(self) -> None:
         """Remove this campaign's helpers and sidecars; the compose stack stays up."""
-        errors: list[BaseException] = []
-        for c in self.containers():
-            try:
-                c.remove(force=True, v=True)
-            except Exception as e:
-                if not container_gone(e):
-                    errors.append(e)
+        errors = self.remove_labelled()
         if errors:
             raise NodeError(f"teardown of campaign {self.cluster_id} on project {self.project!r}: {errors!r}")
 

@@ -126,9 +126,9 @@ class DockerCluster(Cluster):
         """Every container labelled with this cluster's id (nodes, retired nodes, sidecars)."""
         return list(self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}))
 
-    def teardown(self) -> None:
-        """Remove every container of this cluster (and its volume), then the network. Runs to
-        the end even when one removal fails, and raises the first failure afterwards."""
+    def remove_labelled(self) -> list[BaseException]:
+        """Remove every container labelled with this cluster's id (with its anonymous volumes);
+        goes on after a failure and returns the failures."""
         errors: list[BaseException] = []
         for c in self.containers():
             try:
@@ -136,6 +136,12 @@ class DockerCluster(Cluster):
             except Exception as e:
                 if not container_gone(e):
                     errors.append(e)
+        return errors
+
+    def teardown(self) -> None:
+        """Remove every container of this cluster (and its volume), then the network. Runs to
+        the end even when one removal fails, and raises the first failure afterwards."""
+        errors = self.remove_labelled()
         if self.network is not None:
             deadline = time.monotonic() + 10
             while True:  # endpoints of just-removed containers may take a moment to go
