@@ -269,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--application-name", default=None, help="application_name to put in primary_conninfo")
     sp.set_defaults(fn=cmd_basebackup)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
-    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker", "chaos"])
-    sp.add_argument("--suite", action="store_true", help="chaos: also time the local chaos suite under -n auto")
+    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker", "chaos", "metrics"])
+    sp.add_argument("--suite", action="store_true",
+                    help="chaos: also time the whole chaos suite under -n auto; metrics: also time a cold "
+                         "`docker compose up` to all healthy")  # fmt: skip
     sp.add_argument("--runs", type=int, default=7)
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)

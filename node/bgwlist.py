@@ -134,6 +134,7 @@ class RegisteredWorker:
     child_slot: int = -1
     crashed_at: float | None = None  # None: never crashed (or reset); monotonic time of the reap
     terminate: bool = False
+    launches: int = 0  # forks of this registration (a launch after the first is a restart)
 
 
 @dataclass

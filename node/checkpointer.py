@@ -13,7 +13,7 @@ Signals: SIGHUP reload; SIGINT shutdown checkpoint; SIGUSR2 exit after it; SIGUS
 SIGQUIT _exit(2); SIGTERM ignored.
 
 Shared state: writes `ckpt.checkpointer_pid`/`checkpointer_slot` (at attach), bumps
-`ckpt_started`/`ckpt_done`/`ckpt_failed`; reads `ckpt_request`/`ckpt_flags`.
+`ckpt_started`/`ckpt_done`/`ckpt_failed` and adds to `ckpt_duration_sum`; reads `ckpt_request`/`ckpt_flags`.
 """
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ def create_checkpoint(reason: str, flags: int) -> None:
         write_s = time.monotonic() - start - sync_s
     total = time.monotonic() - start
     shm.ckpt.last_checkpoint_time = time.time()
+    shm.ckpt.ckpt_duration_sum += total  # before ckpt_done: a reader never sees a count without its time
     shm.ckpt.ckpt_done += 1
     msg = (
         f"{kind} complete: wrote 0 buffers (0.0%); 0 WAL file(s) added, {removed} removed, 0 recycled; "

@@ -49,6 +49,7 @@ from node.pmlogic import (
     procname,
     wait_backends_done,
 )
+from node.pmstats import PmStatsMirror, carry_signal_counts
 from node.proc import ChildInfo, count_signal, historic_bug, install_handler, me, report_signals
 from node.states import (
     BackendKind,
@@ -62,6 +63,8 @@ from node.states import (
 )
 
 SIGKILL_CHILDREN_AFTER_SECS = 5.0
+METRICS_RESTART_SECS = 5.0
+METRICS_RESTART_MAX_SECS = 300.0
 IDLE_PRELOAD_AFTER_S = 0.05
 LOCKFILE_CHECK_SECS = 60.0
 
@@ -130,6 +133,9 @@ class Postmaster:
         self.checkpointer_pid = 0
         self.walreceiver_pid = 0
         self.walreceiver_requested = False
+        self.metrics_pid = 0
+        self.metrics_next_start = 0.0  # monotonic: a failed exporter is started again after a pause
+        self.metrics_failures = 0  # exits other than 0 in a row, each doubling the pause
         self.bgworkers: list[Any] = []  # RegisteredWorker (node/bgwlist.py), oldest first
         self.bgw_next_wakeup: float | None = None
         self.bgw_more_due = False
@@ -140,6 +146,7 @@ class Postmaster:
         self.generation = 0
         self.hba_rules: list[Any] = []
         self.start_time = time.time()
+        self.stats = PmStatsMirror(incarnation_start=self.start_time)  # node/pmstats.py: for the exporter
         self.next_lockfile_check = time.monotonic() + LOCKFILE_CHECK_SECS
         # The OS is injected (STYLE 14): unit tests drive the state machine with fakes.
         self.kill: Any = os.kill
@@ -156,6 +163,7 @@ class Postmaster:
         if old == new:
             return
         self.state = new
+        self.stats.set_state(new, time.time())
         elog.event(events.PM_STATE, "DEBUG1", f"updating PMState from {old.name} to {new.name}",
                    old=old.name, new=new.name)  # fmt: skip
 
@@ -166,12 +174,15 @@ class Postmaster:
         sizes = ShmemSizes(n_procs=self.children.n_slots, n_walsenders=int(g.get("max_wal_senders")),
                            n_replslots=int(g.get("max_replication_slots")),
                            n_bgworkers=int(g.get("max_worker_processes")))  # fmt: skip
-        if self.seg is not None:
-            self.seg.release()
+        old = self.seg
         self.generation += 1
         self.seg = ShmemSegment.create(sizes, self.generation)
         s = self.seg.s
+        if old is not None:
+            carry_signal_counts(old.s, s)  # no child is left to write the old table
+            old.release()
         s.postmaster_start_time = self.start_time
+        self.stats.publish(s)
         for w in s.walsnd:
             w.latch_slot = -1
         s.walrcv.latch_slot = -1
@@ -334,6 +345,7 @@ class Postmaster:
                        error=msg)  # fmt: skip
             return 0
         self.children.add(PMChild(pid, kind, slot, time.time(), extra=extra))
+        self.stats.child_start(kind)
         elog.event(events.CHILD_START, "DEBUG2", f"started {procname(kind)} (PID {pid})", kind=kind.value,
                    child_pid=pid, child_slot=slot)  # fmt: skip
         return pid
@@ -352,6 +364,21 @@ class Postmaster:
 
         self.checkpointer_pid = self.start_child(BackendKind.CHECKPOINTER, checkpointer.main)
         return self.checkpointer_pid
+
+    def _maybe_start_metrics(self) -> None:
+        """The metrics exporter (node/metrics.py) runs from startup until shutdown begins, in
+        every incarnation. After an exit other than 0 it waits METRICS_RESTART_SECS, doubled at
+        each failure in a row up to METRICS_RESTART_MAX_SECS: a port that cannot be bound (two
+        nodes on one address with the default port) must not fork it in a loop or fill the log."""
+        if self.metrics_pid or not int(self.guc.get("pgbed.metrics_port")) or self.fatal_error \
+                or self.shutdown > ShutdownMode.NONE or time.monotonic() < self.metrics_next_start \
+                or self.state not in (PMState.STARTUP, PMState.RECOVERY, PMState.HOT_STANDBY, PMState.RUN):  # fmt: skip
+            return
+        from node import metrics
+
+        self.metrics_pid = self.start_child(BackendKind.METRICS, metrics.main)
+        if not self.metrics_pid:
+            self.metrics_next_start = time.monotonic() + METRICS_RESTART_SECS
 
     def signal_child(self, child: PMChild, sig: int) -> None:
         try:
@@ -510,6 +537,12 @@ class Postmaster:
             slot.pid = pid  # BGW-9: STARTED means forked
             slot.starts += 1
             slot.last_start = time.time()
+        from node import bgwlist
+
+        # the reference start-time table, without any historic bug: what the launch should have obeyed
+        early = not bgwlist.should_start_now(self.state, w.start_time)
+        self.stats.bgw_start(w.name, int(w.start_time), restart=rw.launches > 0, early=early)
+        rw.launches += 1
         self._bgw_event(events.BGW_START, "DEBUG1", f'starting background worker process "{w.name}"', rw, pid)
         self._notify(w.notify_pid)
         return True
@@ -534,6 +567,8 @@ class Postmaster:
             slot.last_exit_code = code
             if action is bgwlist.ExitAction.CRASH:
                 slot.crashes += 1
+        if action is bgwlist.ExitAction.CRASH:
+            self.stats.bgw_crash(rw.worker.name, int(rw.worker.start_time))
         if action is not bgwlist.ExitAction.CRASH:
             # A crashed worker keeps its pid here: the crash reinit clears it (BGW-17), or, with the
             # historic bug `bgw17_pid_not_reset`, does not, and the worker is never started again.
@@ -726,6 +761,7 @@ class Postmaster:
             return
         detached = self._release_slot(child)
         cls = classify_exit(child.kind, code, self.state, detached)
+        self.stats.child_exit(child.kind, cls.value)
         sig = -code if code < 0 else None
         elog.event(events.CHILD_EXIT, "DEBUG2", describe_exit(procname(child.kind), pid, code),
                    kind=child.kind.value, child_pid=pid, exit_code=None if sig else code,
@@ -735,6 +771,13 @@ class Postmaster:
             return
         if child.kind is BackendKind.WALRECEIVER:
             self.walreceiver_pid = 0  # WALRCV-5: exit 0/1 is forgotten; the startup process asks again
+        if child.kind is BackendKind.METRICS:
+            self.metrics_pid = 0
+            ran_s = time.time() - child.started_at
+            self.metrics_failures = 0 if code == 0 or ran_s > METRICS_RESTART_MAX_SECS else self.metrics_failures + 1
+            if self.metrics_failures:
+                pause = min(METRICS_RESTART_MAX_SECS, METRICS_RESTART_SECS * 2 ** (self.metrics_failures - 1))
+                self.metrics_next_start = time.monotonic() + pause
         if child.kind is BackendKind.BGWORKER:
             self._bgw_exited(child, code, detached)
             return
@@ -799,6 +842,7 @@ class Postmaster:
         self.conns_allowed = True
         if not self.checkpointer_pid:
             self._start_checkpointer()
+        self.stats.ready(time.time())
         elog.event(events.READY, "LOG", "database system is ready to accept connections", read_only=False)
         datadir.set_pidfile_status(self.datadir, PidfileStatus.READY)
 
@@ -842,6 +886,7 @@ class Postmaster:
             self._set_state(PMState.RECOVERY)
         if check_pmsignal(s, PMSignalReason.BEGIN_HOT_STANDBY) and self.state == PMState.RECOVERY \
                 and self.shutdown == ShutdownMode.NONE:  # fmt: skip
+            self.stats.ready(time.time())
             elog.event(events.READY, "LOG", "database system is ready to accept read-only connections",
                        read_only=True)  # fmt: skip
             datadir.set_pidfile_status(self.datadir, PidfileStatus.READY)
@@ -906,7 +951,9 @@ class Postmaster:
                     else:
                         self.handle_fatal_error(QuitReason.FOR_CRASH, consider_sigabrt=False)
         if self.state == PMState.WAIT_XLOG_ARCHIVAL:
-            others = self.children.kinds() - {BackendKind.CHECKPOINTER, BackendKind.DEAD_END}
+            # walsenders (and an archiver) finish here; the metrics exporter, like PostgreSQL's
+            # syslogger, is not waited for: it is told to go at WAIT_DEAD_END
+            others = self.children.kinds() - {BackendKind.CHECKPOINTER, BackendKind.DEAD_END, BackendKind.METRICS}
             if not others:
                 self._set_state(PMState.WAIT_CHECKPOINTER)  # T10
                 if self.checkpointer_pid:
@@ -931,6 +978,7 @@ class Postmaster:
             self._remove_temp_files()
             self.walreceiver_requested = False
             self._bgw_reset_after_crash()
+            self.stats.incarnation(time.time(), reinit=True)
             self._create_shmem()
             self._set_state(PMState.STARTUP)
             self._start_checkpointer()
@@ -953,14 +1001,18 @@ class Postmaster:
 
     def _timeout(self) -> float:
         """DetermineSleepTime (PM-0): 0 while bgworker launches are due, else until the next
-        crashed worker's restart time, at most 60 s; the SIGKILL countdown in a crash."""
+        crashed worker's restart time or the metrics exporter's restart, at most 60 s; the
+        SIGKILL countdown in a crash."""
         if self.abort_start is not None and (self.shutdown >= ShutdownMode.IMMEDIATE or self.fatal_error):
             return max(0.0, self.abort_start + SIGKILL_CHILDREN_AFTER_SECS - time.monotonic())
         if self.bgw_more_due:
             return 0.0
+        limit = 60.0
+        if not self.metrics_pid and self.metrics_next_start > time.monotonic():
+            limit = self.metrics_next_start - time.monotonic()  # the exporter's pause after a failure
         if self.bgw_next_wakeup is not None:
-            return max(0.0, min(60.0, self.bgw_next_wakeup - time.monotonic()))
-        return 60.0
+            return max(0.0, min(limit, self.bgw_next_wakeup - time.monotonic()))
+        return limit
 
     def _timed_chores(self) -> None:
         now = time.monotonic()
@@ -1019,6 +1071,7 @@ class Postmaster:
                 and not self.checkpointer_pid:  # fmt: skip
             self._start_checkpointer()
         self._maybe_start_walreceiver()
+        self._maybe_start_metrics()
         self._maybe_start_bgworkers()
 
     def exit_postmaster(self, code: int) -> None:

@@ -132,7 +132,8 @@ def wake_handler(signum: int, frame: Any) -> None:
 
 
 def report_signals() -> None:
-    """At a check point: log the signals counted since the last report (never in a handler)."""
+    """At a check point: log the signals counted since the last report and add them to the shared
+    counters the metrics exporter reads (never in a handler)."""
     p = me.pending
     for n in range(1, 65):
         got = p.received[n]
@@ -145,6 +146,11 @@ def report_signals() -> None:
                 name = str(n)
             elog.event(events.SIGNAL, "DEBUG1", f"received {name} ({count}x)", signal=name, count=count,
                        kind=me.kind.value)  # fmt: skip
+            shm = getattr(me, "shm", None)
+            if shm is not None:
+                from node.pmstats import flush_signal_count
+
+                flush_signal_count(shm, getattr(me, "locks", None), me.kind, n, count)
 
 
 def init_child(info: ChildInfo, *, set_title: Callable[[str], None]) -> None:

@@ -389,6 +389,8 @@ class Flavour:
         c = {"port": str(port), "listen_addresses": "'127.0.0.1'", "unix_socket_directories": f"'{sockdir}'"}
         if not self.is_pgbed:
             c["log_timezone"] = "'UTC'"  # pgbed logs UTC always; %m is then parseable for both
+        else:
+            c["pgbed.metrics_port"] = "0"  # PostgreSQL has no exporter process: like for like
         return c
 
 
@@ -719,6 +721,10 @@ def main(group: str, runs: int = 7, json_out: str | None = None, suite: bool = F
         from orchestrator import bench_repl
 
         return bench_repl.main(runs=runs, json_out=json_out)
+    if group == "metrics":
+        from orchestrator import bench_metrics
+
+        return bench_metrics.main(runs=runs, json_out=json_out, compose=suite)
     if group == "bgworker":
         from orchestrator import bench_bgw
 

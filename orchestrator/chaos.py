@@ -114,27 +114,38 @@ class CampaignResult:
 
 
 class Metrics:
-    """pgbed_chaos_* for Prometheus: faults injected by kind, checks by result, current phase,
-    seconds to recover after each heal."""
+    """pgbed_chaos_* for Prometheus (names in node/metricnames.py): faults injected by kind,
+    checks by result, the current phase, seconds to recover after each heal, client operations,
+    campaigns by verdict. One instance serves every campaign of a process (`--forever`), so the
+    endpoint stays up between campaigns (phase "idle")."""
 
-    PHASES = ("setup", "chaos", "heal", "check", "done")
+    PHASES = ("idle", "setup", "chaos", "heal", "check", "done")
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, addr: str = "0.0.0.0") -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-        self.registry = CollectorRegistry()
-        self.faults = Counter("pgbed_chaos_faults", "Faults injected, by kind", ["kind"], registry=self.registry)
-        self.checks = Counter("pgbed_chaos_checks", "Checker results, by checker and result", ["checker", "result"],
-                              registry=self.registry)  # fmt: skip
-        self.phase = Gauge("pgbed_chaos_phase", "1 for the campaign's current phase", ["phase"],
-                           registry=self.registry)  # fmt: skip
-        self.recovery = Histogram("pgbed_chaos_recovery_seconds", "Heal until every node answers again",
-                                  buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry)  # fmt: skip
-        self.ops = Counter("pgbed_chaos_ops", "Completed client operations, by result", ["result"],
-                           registry=self.registry)  # fmt: skip
+        from node import metricnames as M
+
+        def spec(name: str) -> tuple[str, str, list[str]]:
+            _kind, help_, labels = M.CHAOS_METRICS[name]
+            return name.removesuffix("_total"), help_, list(labels)
+
+        r = self.registry = CollectorRegistry()
+        self.faults = Counter(*spec(M.CHAOS_FAULTS), registry=r)
+        self.checks = Counter(*spec(M.CHAOS_CHECKS), registry=r)
+        self.phase = Gauge(*spec(M.CHAOS_PHASE), registry=r)
+        name, help_, _ = spec(M.CHAOS_RECOVERY)
+        self.recovery = Histogram(name, help_, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+        self.ops = Counter(*spec(M.CHAOS_OPS), registry=r)
+        self.campaigns = Counter(*spec(M.CHAOS_CAMPAIGNS), registry=r)
+        for kind in F.ALL_FAULTS:  # every kind exported from the start, at 0
+            self.faults.labels(kind)
+        for verdict in ("valid", "invalid", "unknown"):
+            self.campaigns.labels(verdict)
+        self.set_phase("idle")
         self.server = None
         if port:
-            self.server, _thread = start_http_server(port, registry=self.registry)
+            self.server, _thread = start_http_server(port, addr=addr, registry=r)
 
     def set_phase(self, phase: str) -> None:
         for p in self.PHASES:
@@ -173,11 +184,16 @@ def _sample(cluster: Cluster, samples: dict[str, list[Any]]) -> None:
 
 
 def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
-                 progress: Callable[[str], None] | None = None) -> CampaignResult:  # fmt: skip
+                 progress: Callable[[str], None] | None = None, metrics: Metrics | None = None,
+                 interrupt: threading.Event | None = None) -> CampaignResult:  # fmt: skip
+    """One campaign. `interrupt` (e.g. set by SIGTERM) ends the fault phase early; the heal, the
+    final reads and the checkers still run, so nothing is left paused or partitioned."""
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     rng = random.Random(cfg.seed)
     cfg.rundir.mkdir(parents=True, exist_ok=True)
-    metrics = Metrics(cfg.metrics_port)
+    own_metrics = metrics is None
+    if metrics is None:
+        metrics = Metrics(cfg.metrics_port)
     metrics.set_phase("setup")
     own_cluster = cluster is None
     settings = campaign_settings(cfg.retry_interval_s, cfg.bgworkers, cfg.settings)
@@ -229,9 +245,10 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         metrics.set_phase("chaos")
         t_end = time.monotonic() + cfg.duration_s
         n_fault = 0
-        while time.monotonic() < t_end:
-            time.sleep(rng.uniform(*cfg.interval_s))
-            if time.monotonic() >= t_end:
+        halt = interrupt or threading.Event()
+        while time.monotonic() < t_end and not halt.is_set():
+            halt.wait(rng.uniform(*cfg.interval_s))
+            if time.monotonic() >= t_end or halt.is_set():
                 break
             kind = rng.choice(cfg.faults)
             n_fault += 1
@@ -301,8 +318,10 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
                                                         "config": {**asdict(cfg), "rundir": str(cfg.rundir)}},
                                                        indent=2, default=str))  # fmt: skip
     (cfg.rundir / "summary.txt").write_text(result.summary() + "\n")
+    metrics.campaigns.labels(verdict.status).inc()
     metrics.set_phase("done")
-    metrics.close()
+    if own_metrics:
+        metrics.close()
     return result
 
 
@@ -420,24 +439,45 @@ def docker_cluster(cfg: CampaignConfig, image: str, labels: dict[str, str] | Non
     return DockerCluster(docker.from_env(), image, labels, standbys=cfg.standbys, settings=settings)
 
 
+def _pair(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition(",")
+    a, b = float(lo), float(hi or lo)
+    if not 0 <= a <= b:
+        raise ValueError(f"{text!r}: want MIN,MAX seconds with 0 <= MIN <= MAX")
+    return a, b
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import os
+    import signal
     import tempfile
 
     ap = argparse.ArgumentParser(prog="python -m orchestrator chaos",
-                                 description="Run a seeded chaos campaign: on a cluster of its own (local processes "
-                                             "or containers), or against a running compose stack.")  # fmt: skip
-    ap.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults (default 60)")
+                                 description="Run seeded chaos campaigns: on a cluster of their own (local processes "
+                                             "or containers), or against a running cluster (a `pgbed cluster` or a "
+                                             "compose stack). PGBED_CHAOS=off in the environment only serves the "
+                                             "metrics (phase idle) until SIGTERM.")  # fmt: skip
+    env_seed = os.environ.get("PGBED_CHAOS_SEED")
+    ap.add_argument("--seed", type=int, default=int(env_seed) if env_seed else None,
+                    help="schedule seed (default: PGBED_CHAOS_SEED, else random, printed)")  # fmt: skip
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults per campaign (default 60)")
     defaults = {"local": F.PROCESS_FAULTS + F.PROXY_FAULTS, "docker": F.PROCESS_FAULTS + F.CONTAINER_FAULTS,
                 "compose": F.PROCESS_FAULTS + F.CONTAINER_FAULTS}  # fmt: skip
-    ap.add_argument("--faults", default=None,
-                    help="comma-separated fault kinds (default: every kind the backend supports; "
+    ap.add_argument("--faults", default=os.environ.get("PGBED_CHAOS_FAULTS") or None,
+                    help="comma-separated fault kinds (default: PGBED_CHAOS_FAULTS, else every kind the "
+                         "backend supports; "
                          f"local: {','.join(defaults['local'])}; "
                          f"docker and compose: {','.join(defaults['docker'])})")  # fmt: skip
+    ap.add_argument("--interval", default="0.5,2", help="MIN,MAX seconds of quiet before each fault (default 0.5,2)")
     ap.add_argument("--standbys", type=int, default=2)
-    ap.add_argument("--rundir", default=None, help="run directory (default: a new temp directory)")
+    ap.add_argument("--rundir", default=None, help="run directory (default: a new temp directory; with --forever "
+                                                   "one subdirectory per campaign)")  # fmt: skip
     ap.add_argument("--metrics-port", type=int, default=0, help="serve pgbed_chaos_* metrics here (0: off)")
+    ap.add_argument("--forever", action="store_true",
+                    help="campaign after campaign (seeds seed, seed+1, …) until SIGTERM/SIGINT, against a "
+                         "running cluster (--cluster-dir or --compose-project)")  # fmt: skip
+    ap.add_argument("--pause", type=float, default=10.0, help="with --forever: seconds between campaigns")
     ap.add_argument("--backend", choices=["local", "docker"], default="local",
                     help="local processes, or containers of the node image (--image, built beforehand)")  # fmt: skip
     ap.add_argument("--image", default="pgbed-node:test", help="node image for --backend docker")
@@ -452,8 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     backend = "compose" if args.compose_project else args.backend
     if args.cluster_dir and (args.compose_project or args.backend != "local"):
         ap.error("--cluster-dir is a local cluster: not with --compose-project or --backend docker")
+    if args.forever and not (args.cluster_dir or args.compose_project):
+        ap.error("--forever runs against a running cluster: give --cluster-dir or --compose-project")
     try:
         kinds = F.parse_faults(args.faults) if args.faults else defaults[backend]
+        interval = _pair(args.interval)
     except ValueError as e:
         ap.error(str(e))
     if backend == "local" and (bad := [k for k in kinds if k in F.CONTAINER_FAULTS]):
@@ -461,35 +504,77 @@ def main(argv: list[str] | None = None) -> int:
     if backend != "local" and (bad := [k for k in kinds if k in F.PROXY_FAULTS]):
         ap.error(f"fault kinds {', '.join(bad)} use a proxy on this host, which containers cannot reach: "
                  "use --backend local (partitions are the Docker backend's network faults)")  # fmt: skip
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
-    rundir = Path(args.rundir) if args.rundir else Path(tempfile.mkdtemp(prefix=f"pgbed-chaos-{seed}-"))
-    cfg = CampaignConfig(seed=seed, duration_s=args.duration, faults=kinds, rundir=rundir, standbys=args.standbys,
-                         metrics_port=args.metrics_port, backend=backend)  # fmt: skip
+
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        print(f"[chaos] {signal.Signals(signum).name}: finishing (heal, checks) and stopping", file=sys.stderr,
+              flush=True)  # fmt: skip
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    if args.forever:
+        signal.signal(signal.SIGINT, on_stop)
+    metrics = Metrics(args.metrics_port)
+    try:
+        if os.environ.get("PGBED_CHAOS", "").lower() == "off":
+            print("[chaos] PGBED_CHAOS=off: serving metrics only (phase idle) until SIGTERM", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            stop.wait()
+            return 0
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+        base = Path(args.rundir) if args.rundir else Path(tempfile.mkdtemp(prefix=f"pgbed-chaos-{seed}-"))
+        worst = 0
+        n = 0
+        while True:
+            rundir = base / f"campaign-{n + 1:04d}-seed{seed + n}" if args.forever else base  # n: done so far
+            cfg = CampaignConfig(seed=seed + n, duration_s=args.duration, faults=kinds, rundir=rundir,
+                                 standbys=args.standbys, metrics_port=args.metrics_port, backend=backend,
+                                 interval_s=interval)  # fmt: skip
+            n += 1
+            try:
+                result = _one_campaign(cfg, args, metrics, stop)
+            except Exception as e:  # a campaign that could not run (a node that never came back)
+                if not args.forever:
+                    raise
+                print(f"[chaos] campaign {n} (seed {cfg.seed}) could not run: {e}".splitlines()[0], file=sys.stderr,
+                      flush=True)  # fmt: skip
+                metrics.campaigns.labels("unknown").inc()
+                worst = max(worst, 1)
+            else:
+                print(result.summary(), flush=True)
+                worst = max(worst, 1 if result.verdict.status == "invalid" else 0)
+            if not args.forever or stop.wait(args.pause):
+                return worst
+            metrics.set_phase("idle")
+    finally:
+        metrics.close()
+
+
+def _one_campaign(cfg: CampaignConfig, args: Any, metrics: Metrics, stop: threading.Event) -> CampaignResult:
     cluster: Cluster | None = None
     t0 = time.monotonic()
     if args.cluster_dir:
-        print(f"[chaos] seed {seed}: attaching to the cluster at {args.cluster_dir}", file=sys.stderr, flush=True)
+        print(f"[chaos] seed {cfg.seed}: attaching to the cluster at {args.cluster_dir}", file=sys.stderr, flush=True)
         cluster = Cluster.attach(args.cluster_dir)
         cfg.target = str(args.cluster_dir.resolve())
-        cfg.table_suffix = f"s{seed}_{int(time.time())}"
+        cfg.table_suffix = f"s{cfg.seed}_{int(time.time())}"
         cfg.standbys = len(cluster.standbys)
-    elif backend == "compose":
+    elif cfg.backend == "compose":
         cluster = compose_cluster(cfg, args.compose_project)
         cfg.standbys = len(cluster.standbys)
-    elif backend == "docker":
-        print(f"[chaos] seed {seed}: bringing up a primary and {cfg.standbys} standbys in containers of {args.image}",
-              file=sys.stderr, flush=True)  # fmt: skip
+    elif cfg.backend == "docker":
+        print(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys in containers of "
+              f"{args.image}", file=sys.stderr, flush=True)  # fmt: skip
         cluster = docker_cluster(cfg, args.image)
         print(f"[chaos] containers up in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     try:
-        result = run_campaign(cfg, cluster=cluster)
+        return run_campaign(cfg, cluster=cluster, metrics=metrics, interrupt=stop)
     finally:
         if args.cluster_dir and cluster is not None:
             cluster.save()  # it stays up, with the roles this campaign left
         elif cluster is not None:
             cluster.teardown()
-    print(result.summary())
-    return 0 if result.verdict.status != "invalid" else 1
 
 
 def compose_cluster(cfg: CampaignConfig, project: str) -> Cluster:

@@ -58,8 +58,9 @@ class Cluster:
     backend = "local"
 
     def __init__(self, base: Path, names: list[str], *, sync: bool = True, settings: dict[str, Any] | None = None,
-                 standby_settings: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 standby_settings: dict[str, Any] | None = None, metrics: bool = False) -> None:  # fmt: skip
         self.base = Path(base)
+        self.metrics = metrics  # local nodes: a metrics exporter each, on a free port (LocalNode)
         self.names = names
         self.sync = sync
         self.settings = {**BASE_SETTINGS, **(settings or {})}
@@ -74,10 +75,10 @@ class Cluster:
 
     @classmethod
     def local(cls, base: Path, *, standbys: int = 2, sync: bool = True, start: bool = True,
-              settings: dict[str, Any] | None = None,
-              standby_settings: dict[str, Any] | None = None) -> Cluster:  # fmt: skip
+              settings: dict[str, Any] | None = None, standby_settings: dict[str, Any] | None = None,
+              metrics: bool = False) -> Cluster:  # fmt: skip
         names = ["primary"] + [f"standby{i + 1}" for i in range(standbys)]
-        c = cls(base, names, sync=sync, settings=settings, standby_settings=standby_settings)
+        c = cls(base, names, sync=sync, settings=settings, standby_settings=standby_settings, metrics=metrics)
         if start:
             c.start()
         return c
@@ -86,10 +87,12 @@ class Cluster:
 
     def save(self) -> Path:
         """Write <base>/cluster.json, what attach() needs to find this cluster again."""
-        data = {"backend": self.backend, "names": self.names, "primary": self.primary_name, "sync": self.sync,
+        data = {"backend": self.backend, "names": self.names, "metrics": self.metrics, "primary": self.primary_name,
+                "sync": self.sync,
                 "timeline_switches": self.timeline_switches, "settings": self.settings,
                 "standby_settings": self.standby_settings,
-                "nodes": {name: {"host": n.host, "port": n.port} for name, n in self.nodes.items()}}  # fmt: skip
+                "nodes": {name: {"host": n.host, "port": n.port, "metrics_port": getattr(n, "metrics_port", 0)}
+                          for name, n in self.nodes.items()}}  # fmt: skip
         path = self.base / self.MANIFEST
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -106,11 +109,12 @@ class Cluster:
         except OSError as e:
             raise NodeError(f"no cluster at {base}: {e}; make one with `pgbed cluster up --dir {base}`") from None
         c = cls(base, data["names"], sync=data["sync"], settings=data["settings"],
-                standby_settings=data["standby_settings"])  # fmt: skip
+                standby_settings=data["standby_settings"], metrics=bool(data.get("metrics")))  # fmt: skip
         c.timeline_switches = int(data.get("timeline_switches", 0))
         c.primary_name = data["primary"]
         for name, d in data["nodes"].items():
             n = LocalNode(base, name, host=d["host"], port=int(d["port"]))
+            n.metrics_port = int(d.get("metrics_port", 0))
             n.adopt()
             c.nodes[name] = n
         if start:
@@ -142,13 +146,13 @@ class Cluster:
         return f"'ANY 1 ({', '.join(standbys)})'" if self.sync and standbys else "''"
 
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
-        p = LocalNode(self.base, self.primary_name, host=next_loopback_host())
+        p = LocalNode(self.base, self.primary_name, host=next_loopback_host(), metrics=self.metrics)
         self.nodes[p.name] = p
         p.init(**self.settings, cluster_name=f"'{p.name}'",
                synchronous_standby_names=self.sync_names(self.names[1:]))  # fmt: skip
         p.start(timeout=timeout)
         for name in self.names[1:]:
-            s = LocalNode(self.base, name, host=next_loopback_host())
+            s = LocalNode(self.base, name, host=next_loopback_host(), metrics=self.metrics)
             self.nodes[name] = s
             s.init_from_backup(p, **self.settings, **self.standby_settings)
             s.start(timeout=timeout)
@@ -259,7 +263,7 @@ class Cluster:
         shutil.move(str(self.base / name), retired)
         self.retired.append(LocalNode(retired.parent, retired.name, host=old.host, port=old.port))
         self.reclones.append((name, retired.name, time.time()))
-        n = LocalNode(self.base, name, host=old.host, port=old.port)
+        n = LocalNode(self.base, name, host=old.host, port=old.port, metrics=self.metrics)
         self.nodes[name] = n
         n.init_from_backup(self.primary, **self.settings, **self.standby_settings)
         n.start(timeout=timeout)

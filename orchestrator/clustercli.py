@@ -1,12 +1,13 @@
 """`pgbed cluster up|status|down --dir D`: a local 3-node cluster that outlives the command.
 
 What it does: `up` brings up a primary and N streaming standbys under D (orchestrator/
-cluster.py's Cluster.local, each node on its own 127.0.0.x address, with the same settings a
-campaign's own cluster gets: pgbed_test's static workers of every start time, worker_spi, a 1 s
-WAL retrieve retry), saves D/cluster.json and exits, leaving the postmasters running. psql can
-then connect to any node, and `pgbed chaos --cluster-dir D` runs campaigns against it one after
-another (each adopts the postmasters, and saves the roles its failovers changed). `status` prints
-each node's role, address and pid; `down` stops every node (fast shutdown).
+cluster.py's Cluster.local: each node on its own 127.0.0.x address, with its metrics exporter on
+a free port, and the settings a campaign's own cluster gets: pgbed_test's static workers of every
+start time, worker_spi, a 1 s WAL retrieve retry), saves D/cluster.json and exits, leaving the
+postmasters running. psql can then connect to any node, and `pgbed chaos --cluster-dir D` runs
+campaigns against it one after another (each adopts the postmasters, and saves the roles its
+failovers changed). `status` prints each node's role, address, pid and metrics URL; `down` stops
+every node (fast shutdown).
 
 What it deliberately does not do: supervise the nodes (a node a campaign leaves stopped stays
 stopped until the next campaign or `up` again starts it) or delete D (`rm -rf D` after `down`).
@@ -26,7 +27,8 @@ def _print_nodes(c: Cluster) -> None:
     for name, n in c.nodes.items():
         role = "primary" if name == c.primary_name else "standby"
         state = f"pid {n.pid}" if n.is_running() else "not running"
-        print(f"{name:10s} {role:8s} {state:14s} psql -h {n.host} -p {n.port} -U postgres postgres")
+        metrics = f"  metrics http://{n.host}:{n.metrics_port}/metrics" if getattr(n, "metrics_port", 0) else ""
+        print(f"{name:10s} {role:8s} {state:14s} psql -h {n.host} -p {n.port} -U postgres postgres{metrics}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"cluster at {base} is up")
             else:
                 print(f"bringing up a primary and {args.standbys} standbys under {base} ...", file=sys.stderr)
-                c = Cluster.local(base, standbys=args.standbys, settings=campaign_settings())
+                c = Cluster.local(base, standbys=args.standbys, settings=campaign_settings(), metrics=True)
                 print(f"cluster at {base} is up; stop it with `pgbed cluster down --dir {base}`")
             c.save()
             _print_nodes(c)

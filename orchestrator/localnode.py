@@ -61,7 +61,8 @@ def _alive(pid: int) -> bool:
 
 
 class LocalNode(PgNode):
-    def __init__(self, base: Path, name: str = "node", *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, base: Path, name: str = "node", *, port: int | None = None, host: str = "127.0.0.1",
+                 metrics: bool = False) -> None:  # fmt: skip
         self.name = name
         self.base = Path(base)
         self.datadir = self.base / name / "data"
@@ -69,6 +70,9 @@ class LocalNode(PgNode):
         self.logfile = self.base / name / "server.log"
         self.host = host  # any 127.0.0.x: Linux routes all of 127/8 to lo, so nodes get own addresses
         self.port = port or free_port(host)
+        # The metrics exporter (pgbed.metrics_port) is off unless asked for: many test nodes share
+        # 127.0.0.1, where the default port 9187 could be bound by one of them only.
+        self.metrics_port = free_port(host) if metrics else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.adopted_pid: int | None = None  # a postmaster started by another process (adopt())
         self.exit_code: int | None = None
@@ -87,6 +91,7 @@ class LocalNode(PgNode):
             "unix_socket_directories": f"'{self.sockdir}'",
             "log_destination": "'stderr,jsonlog'",
             "checkpoint_timeout": "'1h'",
+            "pgbed__metrics_port": self.metrics_port,
         }
         base.update(settings)
         self.append_conf(**base)
@@ -111,6 +116,7 @@ class LocalNode(PgNode):
             "listen_addresses": f"'{self.host}'",
             "unix_socket_directories": f"'{self.sockdir}'",
             "cluster_name": f"'{self.name}'",
+            "pgbed__metrics_port": self.metrics_port,
         }
         base.update(settings)
         self.append_conf(**base)

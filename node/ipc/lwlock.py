@@ -33,6 +33,7 @@ class LWLockId(enum.IntEnum):
     SYNCREP = 7  # the released-LSN triple of synchronous replication
     CONTROL = 8  # ControlFileLock: read-modify-write of pg_control by the startup process/checkpointer
     AUTOCONF = 9  # AutoFileLock: ALTER SYSTEM's rewrite of postgresql.auto.conf
+    METRICS = 10  # shared signal counters (node/proc.py report_signals)
 
 
 class LWLocks:

@@ -33,6 +33,13 @@ Ownership NOTES
 - replslots[i]: created/dropped under LWLockId.REPLSLOT; restart_lsn advanced by the walsender
   that has the slot active.
 - syncrep: the walsenders publish the released LSN per wait mode; committing backends read it.
+- pmstats (metrics): the postmaster alone writes it, through node/pmstats.py's private mirror,
+  which it writes again into every new segment (so the counters survive a crash reinit);
+  the metrics exporter (node/metrics.py) only reads.
+- signal_counts[kind][signal] (metrics): each process adds what it counted at its check points
+  (node/proc.py report_signals) under LWLockId.METRICS — the postmaster adds its own row
+  without the lock (it never waits on one, and nobody else writes that row); the postmaster
+  copies the table into the new segment at a crash reinit, when no child is left to write it.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ INJ_SLOTS = 32
 PMSIGNAL_SLOTS = 16
 COUNTER_SLOTS = 64
 CONNINFO_LEN = 512
+KIND_SLOTS = 16  # BackendKind members (node/proc.py KIND_ORDER), with room to spare
+EXIT_CLASS_SLOTS = 4  # ExitClass members (node/pmlogic.py), with room
+SIGNAL_SLOTS = 65  # signal numbers 0..64
+BGW_STAT_SLOTS = 64  # distinct background worker names with statistics
 
 
 class ProcEntry(ctypes.Structure):
@@ -268,6 +279,36 @@ class CheckpointCtl(ctypes.Structure):
         ("ckpt_done", c_uint32),
         ("ckpt_failed", c_uint32),
         ("last_checkpoint_time", c_double),
+        ("ckpt_duration_sum", c_double),  # seconds over the ckpt_done checkpoints (the checkpointer's)
+    ]
+
+
+class BgwStatEntry(ctypes.Structure):
+    """Per background worker name: launches and crashes (written by the postmaster only)."""
+
+    _fields_ = [
+        ("name", ctypes.c_char * 96),
+        ("start_time", c_uint8),  # node/bgwlist.py StartTime
+        ("starts", c_uint64),
+        ("crashes", c_uint64),
+        ("restarts", c_uint64),  # launches of a registration that had run before
+        ("early_starts", c_uint64),  # launches the start-time table does not allow in the state at the fork
+    ]
+
+
+class PmStats(ctypes.Structure):
+    """The postmaster's statistics for the metrics exporter (see the module notes)."""
+
+    _fields_ = [
+        ("pm_state", c_uint8),  # node/states.py PMState
+        ("incarnation_start", c_double),  # postmaster start, or the last crash reinit (Unix time)
+        ("consistent_at", c_double),  # 0 = not yet in this incarnation
+        ("ready_at", c_double),
+        ("crash_restarts", c_uint64),
+        ("child_starts", c_uint64 * KIND_SLOTS),
+        ("child_exits", c_uint64 * (KIND_SLOTS * EXIT_CLASS_SLOTS)),
+        ("bgw_stat_count", c_uint32),
+        ("bgw_stats", BgwStatEntry * BGW_STAT_SLOTS),
     ]
 
 
@@ -308,6 +349,8 @@ def make_layout(sizes: ShmemSizes) -> type[ctypes.Structure]:
             ("syncrep", SyncRepCtl),
             ("bgw_count", c_uint32),  # total slots, written once at creation (BGW-6's consistency check)
             ("bgw", BgwSlot * max(1, sizes.n_bgworkers)),
+            ("pmstats", PmStats),
+            ("signal_counts", c_uint64 * (KIND_SLOTS * SIGNAL_SLOTS)),
         ]
 
     return ShmemLayout

@@ -2,8 +2,9 @@
 
 One test walks the whole life of a stack, because bringing it up costs more than any one check:
 
-- `docker compose -p <unique> up -d --no-build` (the run's node image, host ports chosen by
-  Docker, labels pgbed.run / pgbed.worker for cleanup) brings up primary, standby1 and standby2:
+- `docker compose -p <unique> up -d --no-build primary standby1 standby2` (the run's node image,
+  host ports chosen by Docker, labels pgbed.run / pgbed.worker for cleanup; the stack's own
+  orchestrator, Prometheus and Grafana are test_compose_stack.py's) brings up the three nodes:
   both standbys cloned at their first start by the image's entrypoint and streaming under
   `ANY 1 (standby1, standby2)` (ComposeCluster attaches to them by label);
 - `python -m orchestrator chaos --compose-project <p>` with a seed whose schedule contains
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.chaos, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0
+NODES = ("primary", "standby1", "standby2")
 
 
 def compose(project: str, env: dict[str, str], *args: str, timeout: float = 300) -> str:
@@ -82,7 +84,7 @@ def test_campaigns_against_the_compose_stack(docker_client: Any, node_image: str
            "PGBED_STANDBY2_PORT": "0"}  # fmt: skip
     by_project = {"label": f"{LABEL_PROJECT}={project}"}
     try:
-        compose(project, env, "up", "-d", "--no-build")
+        compose(project, env, "up", "-d", "--no-build", *NODES)  # the campaigns here are the test's own
         wait_healthy(docker_client, project, env)
         c = ComposeCluster(docker_client, project)
         assert c.primary_name == "primary" and sorted(s.name for s in c.standbys) == ["standby1", "standby2"]
@@ -117,7 +119,7 @@ def test_campaigns_against_the_compose_stack(docker_client: Any, node_image: str
 
         # 3. restarted containers keep the roles the campaign gave them
         primary_before = ComposeCluster(docker_client, project).primary_name
-        compose(project, env, "restart")
+        compose(project, env, "restart", *NODES)
         wait_healthy(docker_client, project, env)
         again = ComposeCluster(docker_client, project)
         assert again.primary_name == primary_before

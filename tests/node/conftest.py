@@ -20,8 +20,8 @@ from orchestrator.localnode import LocalNode
 def node_factory(tmp_path: Path) -> Iterator[Callable[..., LocalNode]]:
     nodes: list[LocalNode] = []
 
-    def make(name: str = "node", *, start: bool = True, **settings: Any) -> LocalNode:
-        n = LocalNode(tmp_path, name)
+    def make(name: str = "node", *, start: bool = True, metrics: bool = False, **settings: Any) -> LocalNode:
+        n = LocalNode(tmp_path, name, metrics=metrics)
         n.init(**settings)
         nodes.append(n)
         if start:
@@ -43,8 +43,9 @@ def standby_factory(tmp_path: Path) -> Iterator[Callable[..., LocalNode]]:
     """A streaming standby cloned from a running primary with `pgbed basebackup -R`."""
     nodes: list[LocalNode] = []
 
-    def make(primary: LocalNode, name: str = "standby", *, start: bool = True, **settings: Any) -> LocalNode:
-        n = LocalNode(tmp_path, name)
+    def make(primary: LocalNode, name: str = "standby", *, start: bool = True, metrics: bool = False,
+             **settings: Any) -> LocalNode:  # fmt: skip
+        n = LocalNode(tmp_path, name, metrics=metrics)
         nodes.append(n)
         n.init_from_backup(primary, **settings)
         if start:
