@@ -63,37 +63,30 @@ class NodeCollector:
         yield from families
 
 
-def _gauge(name: str, samples: list[tuple[tuple[str, ...], float]]) -> Any:
-    from prometheus_client.core import GaugeMetricFamily
+def _family(name: str, kind: str, samples: list[tuple[tuple[str, ...], float]]) -> Any:
+    """A metric family of `name` (its help and labels from metricnames.METRICS) with samples."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, UntypedMetricFamily
 
-    kind, help_, labels = M.METRICS[name]
-    assert kind == "gauge", name
-    g = GaugeMetricFamily(name, help_, labels=list(labels))
+    declared, help_, labels = M.METRICS[name]
+    assert declared == kind, (name, declared, kind)
+    cls = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily, "untyped": UntypedMetricFamily}[kind]
+    # CounterMetricFamily wants the name without `_total`; the exposition adds it back
+    fam = cls(name.removesuffix("_total") if kind == "counter" else name, help_, labels=list(labels))
     for values, v in samples:
-        g.add_metric(list(values), v)
-    return g
+        fam.add_metric(list(values), v)
+    return fam
+
+
+def _gauge(name: str, samples: list[tuple[tuple[str, ...], float]]) -> Any:
+    return _family(name, "gauge", samples)
 
 
 def _counter(name: str, samples: list[tuple[tuple[str, ...], float]]) -> Any:
-    from prometheus_client.core import CounterMetricFamily
-
-    kind, help_, labels = M.METRICS[name]
-    assert kind == "counter", name
-    c = CounterMetricFamily(name.removesuffix("_total"), help_, labels=list(labels))
-    for values, v in samples:
-        c.add_metric(list(values), v)
-    return c
+    return _family(name, "counter", samples)
 
 
 def _untyped(name: str, samples: list[tuple[tuple[str, ...], float]]) -> Any:
-    from prometheus_client.core import UntypedMetricFamily
-
-    kind, help_, labels = M.METRICS[name]
-    assert kind == "untyped", name
-    u = UntypedMetricFamily(name, help_, labels=list(labels))
-    for values, v in samples:
-        u.add_metric(list(values), v)
-    return u
+    return _family(name, "untyped", samples)
 
 
 def _one_hot(name: str, values: tuple[str, ...], current: str | None) -> Any:

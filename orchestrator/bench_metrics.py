@@ -175,6 +175,8 @@ def compose_up_times(runs: int) -> list[float]:
     images/setup.sh's compose.override.yaml is used when present)."""
     import docker
 
+    from orchestrator.composecluster import service_health, wait_healthy
+
     client = docker.from_env()
     files = ["-f", str(ROOT / "compose.yaml")]
     if (ROOT / "compose.override.yaml").exists():
@@ -188,19 +190,9 @@ def compose_up_times(runs: int) -> list[float]:
         try:
             t0 = time.monotonic()
             subprocess.run([*base, "up", "-d", "--no-build"], env=env, check=True, capture_output=True, cwd=ROOT)
-            deadline = t0 + 300
-            while True:
-                cs = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
-                states = {}
-                for c in cs:
-                    c.reload()
-                    states[c.labels.get("com.docker.compose.service")] = (c.attrs["State"].get("Health") or {}).get(
-                        "Status", c.status)  # fmt: skip
-                if cs and all(v == "healthy" for v in states.values()):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"compose stack not healthy within 300 s: {states}")
-                time.sleep(0.25)
+            states = wait_healthy(client, project, tuple(service_health(client, project)), 300)
+            if not states or not all(v == "healthy" for v in states.values()):
+                raise RuntimeError(f"compose stack not healthy within 300 s: {states}")
             out.append(time.monotonic() - t0)
             print(f"  compose run {i + 1}/{runs}: all {len(states)} services healthy in {out[-1]:.1f} s",
                   file=sys.stderr)  # fmt: skip

@@ -84,6 +84,27 @@ def node_containers(client: Any, project: str) -> dict[str, Any]:
     return out
 
 
+def service_health(client: Any, project: str) -> dict[str, str]:
+    """service → its container's health status ("healthy", "starting", …), or its state when it
+    has no healthcheck, for every container of the project (scale 1)."""
+    out = {}
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project}"}):
+        c.reload()
+        out[c.labels.get(LABEL_SERVICE, "")] = (c.attrs["State"].get("Health") or {}).get("Status", c.status)
+    return out
+
+
+def wait_healthy(client: Any, project: str, services: tuple[str, ...], timeout: float) -> dict[str, str]:
+    """Poll until every one of `services` is healthy; returns the last states (the caller reports
+    a timeout with them, and the logs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = service_health(client, project)
+        if all(states.get(s) == "healthy" for s in services) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.25)
+
+
 def own_project(client: Any) -> str | None:
     """The compose project of the container this process runs in, if any (the orchestrator
     service): its hostname is its container id unless compose.yaml sets one."""

@@ -28,13 +28,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.composecluster import LABEL_PROJECT, ComposeCluster, node_containers
+from orchestrator.composecluster import LABEL_PROJECT, ComposeCluster
+from orchestrator.composecluster import wait_healthy as compose_wait_healthy
 
 pytestmark = [pytest.mark.docker, pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -52,20 +52,11 @@ def compose(project: str, env: dict[str, str], *args: str, timeout: float = 300)
 
 
 def wait_healthy(client: Any, project: str, env: dict[str, str]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    last: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        found = node_containers(client, project)
-        last = {}
-        for name, c in found.items():
-            c.reload()
-            last[name] = (c.attrs["State"].get("Health") or {}).get("Status", c.status)
-        if len(last) == 3 and all(v == "healthy" for v in last.values()):
-            return
-        time.sleep(1)
-    logs = compose(project, env, "logs", "--no-color", "--tail", "30")
-    pytest.fail(f"compose project {project}: nodes not healthy within {DEADLINE_S:g} s; last states {last}\n{logs}",
-                pytrace=False)  # fmt: skip
+    states = compose_wait_healthy(client, project, NODES, DEADLINE_S)
+    if not all(states.get(n) == "healthy" for n in NODES):
+        logs = compose(project, env, "logs", "--no-color", "--tail", "30")
+        pytest.fail(f"compose project {project}: nodes not healthy within {DEADLINE_S:g} s; last states {states}\n"
+                    f"{logs}", pytrace=False)  # fmt: skip
 
 
 def campaign(project: str, seed: int, duration: float, faults: str, rundir: Path) -> tuple[int, str, dict[str, Any]]:

@@ -2,10 +2,11 @@
 campaigns, Prometheus (built from Debian's package: no registry here), Grafana left out (it cannot
 be built offline; the stack must not need it).
 
-- `docker compose up -d` with its own project name, host ports chosen by Docker, short campaigns
-  (PGBED_CHAOS_DURATION / _INTERVAL / _PAUSE), and an override of our own equal to what
-  images/setup.sh writes offline; every service turns healthy in order (healthchecks and
-  depends_on conditions);
+- `PGBED_OFFLINE=1 images/setup.sh` writes the offline compose.override.yaml (Prometheus built
+  from Debian's package, Grafana in its profile); `docker compose up -d` with its own project
+  name, host ports chosen by Docker, short campaigns (PGBED_CHAOS_DURATION / _INTERVAL / _PAUSE /
+  _SEED / _FAULTS); every service turns healthy in order (healthchecks and depends_on
+  conditions);
 - through Prometheus's HTTP API: every node and the orchestrator are scraped (`up` is 1 for the
   three pgbed-node targets and the orchestrator), lag is reported for both standbys, at least
   one fault was recorded, a campaign finished and no checker said invalid, and every metric a
@@ -31,23 +32,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator.composecluster import wait_healthy
+
 pytestmark = [pytest.mark.docker, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("primary", "standby1", "standby2", "orchestrator", "prometheus")
 DEADLINE_S = 240.0
-OVERRIDE = """\
-services:
-  prometheus:
-    image: pgbed-prometheus:test
-    build:
-      context: {root}
-      dockerfile: images/prometheus/Dockerfile
-      args:
-        - BASE_IMAGE=${{PGBED_BASE_IMAGE:-pgbed-base:bookworm}}
-  grafana:
-    profiles: ["grafana"]
-"""
 # What the stack's orchestrator injects here: every process fault kind and a container restart.
 FAULTS = "signal,signal-storm,pause,fault-hook,kill9,restart,failover,container-restart"
 # Dashboard metrics that legitimately keep one value through a healthy run: each watches for a
@@ -74,7 +65,7 @@ def compose(project: str, env: dict[str, str], override: Path, *args: str, timeo
     return r.stdout
 
 
-def containers(client: Any, project: str) -> dict[str, Any]:
+def containers(client: Any, project: str) -> dict[str, Any]:  # service -> container
     found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
     return {c.labels.get("com.docker.compose.service", ""): c for c in found}
 
@@ -122,8 +113,12 @@ def dashboard_metrics() -> set[str]:
 def test_compose_stack_end_to_end(docker_client: Any, node_image: str, pgbed_labels: dict[str, str],
                                   tmp_path: Path) -> None:  # fmt: skip
     project = f"pgbede2e{pgbed_labels['pgbed.run'][:8]}{pgbed_labels['pgbed.worker']}".lower()
-    override = tmp_path / "override.yaml"
-    override.write_text(OVERRIDE.format(root=ROOT))
+    # the offline setup, forced even where a registry answers, so the run is the same everywhere
+    r = subprocess.run(["bash", str(ROOT / "images" / "setup.sh")], env={**os.environ, "PGBED_OFFLINE": "1"},
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    override = ROOT / "compose.override.yaml"
+    assert "profiles" in override.read_text()
     env = {**os.environ, "PGBED_NODE_IMAGE": node_image, "PGBED_RUN": pgbed_labels["pgbed.run"],
            "PGBED_WORKER": pgbed_labels["pgbed.worker"], "PGBED_PORT": "0", "PGBED_STANDBY1_PORT": "0",
            "PGBED_STANDBY2_PORT": "0", "PGBED_PROMETHEUS_PORT": "0", "PGBED_GRAFANA_PORT": "0",
@@ -135,18 +130,8 @@ def test_compose_stack_end_to_end(docker_client: Any, node_image: str, pgbed_lab
     try:
         compose(project, env, override, "build", "prometheus")
         compose(project, env, override, "up", "-d", "--no-build")
-        deadline = time.monotonic() + DEADLINE_S
-        health: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            found = containers(docker_client, project)
-            health = {}
-            for name, c in found.items():
-                c.reload()
-                health[name] = (c.attrs["State"].get("Health") or {}).get("Status", c.status)
-            if all(health.get(s) == "healthy" for s in SERVICES):
-                break
-            time.sleep(1)
-        else:
+        health = wait_healthy(docker_client, project, SERVICES, DEADLINE_S)
+        if not all(health.get(s) == "healthy" for s in SERVICES):
             logs = compose(project, env, override, "logs", "--no-color", "--tail", "40")
             pytest.fail(f"not every service healthy within {DEADLINE_S:g} s: {health}\n{logs[-8000:]}", pytrace=False)
         assert "grafana" not in health, "Grafana started without its profile"
