@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["gauge", "counter", "summary", "untyped"]
+Kind = Literal["gauge", "counter", "summary", "histogram", "untyped"]
 
 # -- node identity and state ---------------------------------------------------------------------
 PG_UP = "pg_up"
@@ -128,7 +128,7 @@ CHAOS_RECOVERY = "pgbed_chaos_recovery_seconds"  # histogram
 CHAOS_OPS = "pgbed_chaos_ops_total"  # result
 CHAOS_CAMPAIGNS = "pgbed_chaos_campaigns_total"  # verdict
 
-CHAOS_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+CHAOS_METRICS: dict[str, tuple[Kind, str, tuple[str, ...]]] = {
     CHAOS_FAULTS: ("counter", "Faults injected, by kind", ("kind",)),
     CHAOS_CHECKS: ("counter", "Checker results, by checker and result", ("checker", "result")),
     CHAOS_PHASE: ("gauge", "1 for the campaign's current phase", ("phase",)),
