@@ -53,11 +53,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _alive(pid: int) -> bool:
     """Is `pid` a live process (a zombie counts as dead: it only waits for its parent)?"""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    return procfs.state(pid) not in ("Z", "?")
 
 
 class LocalNode(PgNode):

@@ -1,9 +1,9 @@
 """Chaos scenarios on 1-primary/2-standby clusters: one campaign per process-level fault kind,
 each judged by every checker — on local processes for every seed of `--chaos-seeds` (default
-11,23; the proxy's latency/reset/blackhole with the first), and for the kinds whose mechanics differ in containers also on the Docker backend
-(DOCKER_KINDS, first seed; `--backend` chooses) — and the meta-tests that put each of `pgbed.historic_bugs`
-back and require the matching checker — not just any — to say INVALID, while the same seed
-without the bug passes.
+11,23; the proxy's latency/reset/blackhole with the first), and for the kinds whose mechanics
+differ in containers also on the Docker backend (DOCKER_KINDS, first seed; `--backend`
+chooses) — and the meta-tests that put each of `pgbed.historic_bugs` back and require the
+matching checker — not just any — to say INVALID, while the same seed without the bug passes.
 
 Rules exercised through the checkers (orchestrator/checker/*): no acknowledged write lost and
 bank totals constant (data), standbys converge, BGW start times (§1, REC-7) and the BGW-17 reset,
