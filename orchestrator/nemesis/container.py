@@ -267,8 +267,10 @@ def _started_at(n: DockerNode) -> str:
 
 
 def _remove(container: Any) -> None:
+    """Remove a sidecar with its anonymous volume (the node image declares VOLUME for $PGDATA, so
+    every sidecar of that image gets one, which `docker rm` without -v would leave behind)."""
     try:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     except Exception as e:
         if not container_gone(e):
             raise
