@@ -43,6 +43,7 @@ from node.proc import (
     count_signal,
     install_handler,
     me,
+    process_config_reload,
     report_activity,
     report_signals,
     report_wait,
@@ -587,11 +588,7 @@ class Session(SqlOwner):
         if p.proc_die:
             raise elog.fatal("terminating connection due to administrator command", "57P01")
         p.query_cancel = False
-        if p.config_reload:
-            p.config_reload = False
-            from node.config import reload_in_child
-
-            reload_in_child()
+        process_config_reload()
 
     def check_for_interrupts(self) -> None:
         """CHECK_FOR_INTERRUPTS while a statement runs."""

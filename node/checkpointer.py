@@ -27,7 +27,15 @@ from typing import Any
 from node import elog, events, injection
 from node.ipc.latch import WL_POSTMASTER_DEATH
 from node.ipc.pmsignal import send_pmsignal
-from node.proc import count_signal, install_handler, me, report_signals, report_wait, report_wait_end
+from node.proc import (
+    count_signal,
+    install_handler,
+    me,
+    process_config_reload,
+    report_signals,
+    report_wait,
+    report_wait_end,
+)
 from node.states import DBState, PMSignalReason
 
 CHECKPOINT_IMMEDIATE = 0x4
@@ -288,11 +296,7 @@ def main() -> int:
         injection.inject("checkpointer-loop")
         report_signals()
         p = me.pending
-        if p.config_reload:
-            p.config_reload = False
-            from node.config import reload_in_child
-
-            reload_in_child()
+        process_config_reload()
         if p.shutdown_request and not shutdown_done:
             # SHUT-5: the walsender handshake comes with the replication issue; with none
             # running, write the shutdown checkpoint at once.

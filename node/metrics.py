@@ -37,7 +37,15 @@ from node import metricnames as M
 from node.ipc.latch import WL_POSTMASTER_DEATH
 from node.ipc.shmem import EXIT_CLASS_SLOTS, WALRCV_STATES, WALSND_STATES
 from node.pmstats import EXIT_CLASSES, KINDS, signal_counts
-from node.proc import die_handler, install_handler, me, reload_handler, report_signals, wake_handler
+from node.proc import (
+    die_handler,
+    install_handler,
+    me,
+    process_config_reload,
+    reload_handler,
+    report_signals,
+    wake_handler,
+)
 from node.states import PMState
 
 
@@ -282,11 +290,7 @@ def main() -> int:
             injection.inject("metrics-loop")
             report_signals()
             p = me.pending
-            if p.config_reload:
-                p.config_reload = False
-                from node.config import reload_in_child
-
-                reload_in_child()
+            process_config_reload()
             if p.proc_die:
                 return 0
             rc = latch.wait(None)

@@ -131,6 +131,19 @@ def wake_handler(signum: int, frame: Any) -> None:
     me.latch.set()  # type: ignore[union-attr]
 
 
+def process_config_reload() -> bool:
+    """At a check point: when a SIGHUP asked for it (ConfigReloadPending), re-read the
+    configuration files (ProcessConfigFile(PGC_SIGHUP)). True when it did, for callers that act
+    on changed settings."""
+    if not me.pending.config_reload:
+        return False
+    me.pending.config_reload = False
+    from node.config import reload_in_child
+
+    reload_in_child()
+    return True
+
+
 def report_signals() -> None:
     """At a check point: log the signals counted since the last report and add them to the shared
     counters the metrics exporter reads (never in a handler)."""

@@ -47,6 +47,7 @@ from node.proc import (
     die_handler,
     install_handler,
     me,
+    process_config_reload,
     reload_handler,
     report_signals,
     report_wait,
@@ -73,11 +74,7 @@ def _quit(signum: int, frame: Any) -> None:
 def _handle_interrupts() -> None:
     report_signals()
     p = me.pending
-    if p.config_reload:
-        p.config_reload = False
-        from node.config import reload_in_child
-
-        reload_in_child()
+    process_config_reload()
     if p.proc_die:
         raise SystemExit(1)  # HandleStartupProcInterrupts: proc_exit(1)
     if me.latch is not None and not me.latch.postmaster_alive():

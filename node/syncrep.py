@@ -245,7 +245,7 @@ def wait_for_lsn(session: Any, me: Any, lsn: int, mode: int) -> None:
     terminate end the wait with PostgreSQL's WARNINGs; the commit itself stands."""
     from node import elog, events
     from node.ipc.latch import WL_POSTMASTER_DEATH
-    from node.proc import report_wait, report_wait_end
+    from node.proc import process_config_reload, report_wait, report_wait_end
 
     shm = me.shm
     sr = shm.syncrep
@@ -273,11 +273,7 @@ def wait_for_lsn(session: Any, me: Any, lsn: int, mode: int) -> None:
                 p.query_cancel = False
                 _cancel_warning(session, lsn)
                 return
-            if p.config_reload:
-                p.config_reload = False
-                from node.config import reload_in_child
-
-                reload_in_child()
+            if process_config_reload():
                 if config_from(me.guc) is None:  # synchronous_standby_names emptied: waiters go
                     return
             rc = latch.wait(1.0)

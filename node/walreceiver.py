@@ -50,6 +50,7 @@ from node.proc import (
     historic_bug,
     install_handler,
     me,
+    process_config_reload,
     reload_handler,
     report_signals,
     report_wait,
@@ -181,11 +182,7 @@ class WalReceiver:
             raise elog.fatal("terminating walreceiver process due to administrator command", "57P01")
         if me.latch is not None and not me.latch.postmaster_alive():
             raise SystemExit(1)
-        if p.config_reload:
-            p.config_reload = False
-            from node.config import reload_in_child
-
-            reload_in_child()
+        if process_config_reload():
             if str(me.guc.get("primary_conninfo")) != self.w.conninfo.decode() or \
                     str(me.guc.get("primary_slot_name")) != self.w.slot_name.decode():  # fmt: skip
                 # WALRCV-4: the startup process restarts the walreceiver with the new settings.

@@ -46,7 +46,15 @@ from node.ipc.latch import WL_POSTMASTER_DEATH, set_latch
 from node.ipc.lwlock import LWLockId
 from node.ipc.pmsignal import send_pmsignal
 from node.ipc.shmem import WALSND_STATES
-from node.proc import count_signal, historic_bug, install_handler, me, report_activity, report_signals
+from node.proc import (
+    count_signal,
+    historic_bug,
+    install_handler,
+    me,
+    process_config_reload,
+    report_activity,
+    report_signals,
+)
 from node.states import ActivityState, BackendKind, ChildSlotState, PMSignalReason
 
 MAX_SEND_SIZE = 128 * 1024  # XLOG_BLCKSZ * 16
@@ -256,12 +264,7 @@ class WalSender:
         reload a walsender does in its loop (WalSndLoop's ConfigReloadPending)."""
         report_signals()
         self.s.check_for_interrupts()
-        p = me.pending
-        if p.config_reload:
-            p.config_reload = False
-            from node.config import reload_in_child
-
-            reload_in_child()
+        process_config_reload()
 
     # -- main loop -----------------------------------------------------------------------------------
 
