@@ -214,6 +214,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return bench.main(a.group, runs=a.runs, json_out=a.json, suite=a.suite)
 
 
+def cmd_diff(a: argparse.Namespace) -> int:
+    from orchestrator import diff
+
+    return diff.main(a.scenarios, seed=a.seed, json_out=a.json, keep=a.keep, verbose=a.verbose, list_only=a.list)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["chaos"]:  # the orchestrator's own parser takes the rest
@@ -276,6 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--runs", type=int, default=7)
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)
+    sp = sub.add_parser("diff", help="run scenarios on pgbed and on PostgreSQL 15 and compare what they show")
+    sp.add_argument("scenarios", nargs="*", help="scenario names (default: all; --list shows them)")
+    sp.add_argument("--seed", type=int, default=1, help="the seed both flavours' runs share")
+    sp.add_argument("--json", help="write outcomes and verdicts as JSON to this file")
+    sp.add_argument("--keep", action="store_true", help="keep every run's directory (logs) even when all agree")
+    sp.add_argument("-v", "--verbose", action="store_true", help="print every outcome, not only divergences")
+    sp.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    sp.set_defaults(fn=cmd_diff)
     a = p.parse_args(args)
     return int(a.fn(a))
 

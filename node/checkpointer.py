@@ -317,7 +317,7 @@ def main() -> int:
                 flags = shm.ckpt.ckpt_flags
                 reason = "end-of-recovery" if flags & CHECKPOINT_END_OF_RECOVERY else ""
                 try:
-                    create_checkpoint(reason, flags | CHECKPOINT_FORCE)
+                    create_checkpoint(reason, flags)  # the requester chose FORCE or not, as in PostgreSQL
                 except (OSError, elog.PGError) as e:
                     # The checkpointer's error recovery (its sigsetjmp block): log, count the
                     # failure so waiters raise "checkpoint request failed", and carry on.

@@ -150,7 +150,8 @@ def _write_text(level: str, message: str, t: float, extra: list[tuple[str, str]]
     if not ctx.stderr:
         return
     prefix = _prefix(t)
-    lines = [f"{prefix}{level}:  {message}\n"]
+    # error_severity(): every debug level is written "DEBUG"
+    lines = [f"{prefix}{'DEBUG' if level.startswith('DEBUG') else level}:  {message}\n"]
     lines.extend(f"{prefix}{tag}:  {text}\n" for tag, text in extra)
     data = "".join(lines).encode("utf-8", "replace")
     try:
@@ -223,10 +224,12 @@ def log(
         _write_json(rec)
 
 
-def event(name: str, level: str, message: str, /, *, detail: str | None = None, **fields: Any) -> None:
-    """A log line that is also a checker-visible event (see node/events.py)."""
+def event(name: str, level: str, message: str, /, *, detail: str | None = None, log_text: bool = True,
+          **fields: Any) -> None:
+    """A log line that is also a checker-visible event (see node/events.py). With log_text
+    False only the event is written: the text line is someone else's to log (once)."""
     t = time.time()
-    if passes(level):
+    if log_text and passes(level):
         _write_text(level, message, t, [("DETAIL", detail)] if detail else [])
     if ctx.json_fd is not None:
         rec = _record(level, message, t, None, detail, None)

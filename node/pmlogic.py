@@ -51,7 +51,7 @@ _PROCNAME = {
     BackendKind.DEAD_END: "server process",
     BackendKind.STARTUP: "startup process",
     BackendKind.CHECKPOINTER: "checkpointer process",
-    BackendKind.WALSENDER: "WAL sender process",
+    BackendKind.WALSENDER: "server process",  # PG15: walsenders are in BackendList
     BackendKind.WALRECEIVER: "WAL receiver process",
     BackendKind.BGWORKER: "background worker",
     BackendKind.METRICS: "metrics exporter process",

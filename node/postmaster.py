@@ -574,12 +574,11 @@ class Postmaster:
             # historic bug `bgw17_pid_not_reset`, does not, and the worker is never started again.
             rw.pid = 0
         rw.child_slot = -1
-        if code != 0:
-            elog.log("LOG", describe_exit(name, child.pid, code))
-        else:
-            elog.log("DEBUG1", describe_exit(name, child.pid, code))
-        self._bgw_event(events.BGW_EXIT, "DEBUG1", describe_exit(name, child.pid, code), rw, child.pid,
-                        exit_code=code, action=action.value)  # fmt: skip
+        # CleanupBackgroundWorker logs the exit once: LOG, or DEBUG1 for exit 0; for a crash the
+        # line is HandleChildCrash's (which logs only the first crash of a cycle)
+        self._bgw_event(events.BGW_EXIT, "DEBUG1" if code == 0 else "LOG", describe_exit(name, child.pid, code), rw,
+                        child.pid, log_text=action is not bgwlist.ExitAction.CRASH, exit_code=code,
+                        action=action.value)  # fmt: skip
         if action is bgwlist.ExitAction.CRASH:
             rw.crashed_at = time.monotonic()
             if mine:
@@ -842,6 +841,9 @@ class Postmaster:
         self.conns_allowed = True
         if not self.checkpointer_pid:
             self._start_checkpointer()
+        # reaper: "workers may be scheduled to start now", then "really open for business": the
+        # RecoveryFinished workers are forked (at PM_RUN) before `ready` is logged
+        self._maybe_start_bgworkers()
         self.stats.ready(time.time())
         elog.event(events.READY, "LOG", "database system is ready to accept connections", read_only=False)
         datadir.set_pidfile_status(self.datadir, PidfileStatus.READY)
@@ -1170,10 +1172,13 @@ class Postmaster:
         _settle_heap()
 
     def begin(self) -> None:
-        """T1: checkpointer first ([M]), then the startup process."""
+        """T1: checkpointer first ([M]), then the startup process; then, as PostmasterMain does
+        before its first loop pass, the workers whose start time already allows (PostmasterStart,
+        BGW-7): not after the first event wakes the loop, which may be consistency."""
         self._set_state(PMState.STARTUP)
         self._start_checkpointer()
         self._start_startup()
+        self._maybe_start_bgworkers()
 
 
 def main(data_dir: str, argv_settings: list[tuple[str, str]]) -> None:

@@ -453,7 +453,7 @@ class StandbyReplay:
         if me.pending.promote:
             me.pending.promote = False
             if (self.dd / "promote").exists():  # CheckForStandbyTrigger
-                elog.event(events.PROMOTE, "LOG", "received promotion request")
+                elog.event(events.PROMOTE, "LOG", "received promote request")
                 (self.dd / "promote").unlink(missing_ok=True)
                 self.promote_pending = True
         return self.promote_pending

@@ -169,6 +169,15 @@ for _name in ("current_user", "session_user", "user", "current_role"):
     register(_name, P.NAME)(lambda s: str(s.user))
 
 
+@register("pg_is_wal_replay_paused", P.BOOL)
+def pg_is_wal_replay_paused(s: Any) -> bool:
+    """Always false in recovery: pgbed has no pg_wal_replay_pause(), so replay is never paused."""
+    if not me.shm.xlog.in_recovery:
+        raise PGError("recovery is not in progress", "55000",
+                      hint="Recovery control functions can only be executed during recovery.")  # fmt: skip
+    return False
+
+
 @register("pg_promote", P.BOOL, ("wait", "wait_seconds"), wait=True, wait_seconds=60)
 def pg_promote(s: Any, wait: bool, wait_seconds: int) -> bool:
     """REC-5: create the promote file, SIGUSR1 the postmaster, optionally wait."""

@@ -242,6 +242,7 @@ class WalReceiver:
             raise elog.fatal("database system identifier differs between the primary and standby", "XX000",
                              detail=f"The primary's identifier is {sysid}, the standby's identifier is "
                              f"{int(self.shm.xlog.system_identifier)}.")  # fmt: skip
+        first_stream = True
         while True:
             if primary_tli < tli:
                 raise elog.fatal(f"highest timeline {primary_tli} of the primary is behind recovery timeline {tli}",
@@ -257,16 +258,13 @@ class WalReceiver:
                                  detail=e.fields.get("D")) from None  # fmt: skip
             if t != b"W":
                 raise elog.fatal("unexpected response to START_REPLICATION", "08P01")
-            if primary_tli == tli:
-                elog.event(events.WALRCV_STREAMING, "LOG",
-                           f"started streaming WAL from primary at {_lsn(start)} on timeline {tli}",
-                           lsn=_lsn(start), timeline=tli)  # fmt: skip
-            else:
-                elog.event(events.WALRCV_STREAMING, "LOG",
-                           f"restarted WAL streaming at {_lsn(start)} on timeline {tli}"
-                           if self.written else
-                           f"started streaming WAL from primary at {_lsn(start)} on timeline {tli}",
-                           lsn=_lsn(start), timeline=tli)  # fmt: skip
+            # WalReceiverMain's first_stream: the second START_REPLICATION of one walreceiver
+            # (after a timeline switch) is a restart, whatever the timelines
+            elog.event(events.WALRCV_STREAMING, "LOG",
+                       f"started streaming WAL from primary at {_lsn(start)} on timeline {tli}"
+                       if first_stream else f"restarted WAL streaming at {_lsn(start)} on timeline {tli}",
+                       lsn=_lsn(start), timeline=tli)  # fmt: skip
+            first_stream = False
             self.written = self.flushed = start
             self._open_writer(tli)
             w.changecount += 1

@@ -4,7 +4,8 @@ What it does: splits a node's events into incarnations (postmaster start, then e
 `reinit`), and checks in each one:
 - no ConsistentState worker started before the node's consistency event of that incarnation
   (the postmaster's transition to HOT_STANDBY or RUN);
-- no RecoveryFinished worker started before `ready` (read_only false) of that incarnation;
+- no RecoveryFinished worker started before the postmaster's transition to RUN of that
+  incarnation (PostgreSQL forks them at PM_RUN just before it logs `ready`);
 - after a crash reinit (BGW-17), every restartable worker that ran before the crash started
   again once the node was ready.
 Each check returns a `Verdict`: valid, invalid (with evidence) or unknown (with why): unknown when
@@ -56,7 +57,7 @@ def check_start_times(events: Iterable[Event]) -> Verdict:
     judged = 0
     for n, inc in enumerate(incarnations(events)):
         consistent = _first_ts(inc, lambda e: e.get("event") == "pm_state" and e.get("new") in ("HOT_STANDBY", "RUN"))
-        ready = _first_ts(inc, lambda e: e.get("event") == "ready" and e.get("read_only") is False)
+        run = _first_ts(inc, lambda e: e.get("event") == "pm_state" and e.get("new") == "RUN")
         for e in inc:
             if e.get("event") != "bgw_start":
                 continue
@@ -68,9 +69,9 @@ def check_start_times(events: Iterable[Event]) -> Verdict:
                                f"started at {ts:.3f}, consistency at {consistent}")  # fmt: skip
             elif st == "recovery_finished":
                 judged += 1
-                if ready is None or ts < ready:
+                if run is None or ts < run:
                     bad.append(f"incarnation {n}: RecoveryFinished worker {e.get('name')!r} (pid {e.get('pid')}) "
-                               f"started at {ts:.3f}, ready at {ready}")  # fmt: skip
+                               f"started at {ts:.3f}, RUN at {run}")  # fmt: skip
     if bad:
         return Verdict("invalid", bad)
     if not judged:

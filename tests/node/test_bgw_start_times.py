@@ -3,7 +3,8 @@
 Rules: PostmasterStart workers run during recovery; ConsistentState workers start at the
 standby's consistency (T3, HOT_STANDBY) and never before (the startup process is held before
 consistency with the `startup-before-consistent` injection point); RecoveryFinished workers start
-only at `database system is ready to accept connections` (promotion here); F05 (a RecoveryFinished
+only at PM_RUN (promotion here), forked just before `database system is ready to accept
+connections` is logged as PostgreSQL 15's reaper does; F05 (a RecoveryFinished
 worker terminated before it starts never runs, even after promotion); F32 (after a crash, neither
 ConsistentState nor RecoveryFinished workers start before the node is ready: crash recovery never
 passes through HOT_STANDBY); F10 / BGW-13 (a cancelled wait keeps the registration, whose worker
@@ -47,9 +48,10 @@ def test_standby_start_times(node_factory, standby_factory) -> None:
     assert _first(s, "bgw_start", name="fin") is None  # RecoveryFinished: not in HOT_STANDBY
     s.wait_ready()
     assert s.sql("SELECT pg_promote()") == [(True,)]
-    ready = _ts(s, "ready", read_only=False)
+    run = _ts(s, "pm_state", new="RUN")
     fin = _ts(s, "bgw_start", name="fin")
-    assert ready <= fin
+    ready = _ts(s, "ready", read_only=False)
+    assert run <= fin <= ready, (run, fin, ready)
     assert s.sql("SELECT count(*) FROM pg_stat_bgworker WHERE status = 'started'") == [(3,)]
 
 
@@ -88,7 +90,8 @@ def test_crash_recovery_holds_consistent_state_workers(node_factory) -> None:
         c.execute("CREATE EXTENSION pgbed_test")
         c.execute("SELECT * FROM pgbed_test_register('boom', 'postmaster_start', -1, '{shmem}', 'crash')")
     reinit = _ts(n, "reinit")
-    ready = n.poll_until(lambda: [e for e in n.events("ready") if e["ts"] > reinit], what="ready after reinit")[0]
+    ready = n.poll_until(lambda: [e for e in n.events("pm_state") if e["ts"] > reinit and e["new"] == "RUN"],
+                         what="RUN after reinit")[0]  # fmt: skip
     def relaunched() -> list[dict]:
         got = [e for e in n.events("bgw_start") if e["ts"] > reinit]
         return got if {"early", "cons", "fin"} <= {e["name"] for e in got} else []
@@ -137,6 +140,6 @@ def test_cancel_while_waiting_keeps_the_registration(node_factory, standby_facto
         assert s.sql("SELECT pid FROM pg_stat_activity WHERE pid = %s", (bpid,)) == [(bpid,)]  # session lives on
     assert s.sql("SELECT pg_promote()") == [(True,)]
     started = _ts(s, "bgw_start", name="f10")
-    assert started >= _ts(s, "ready", read_only=False)
+    assert started >= _ts(s, "pm_state", new="RUN")
     s.poll_until(lambda: s.sql("SELECT status FROM pg_stat_bgworker WHERE name = 'f10' AND in_use") == [("started",)],
                  what="f10 running after promotion")  # fmt: skip

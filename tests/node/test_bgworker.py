@@ -278,8 +278,8 @@ def test_hot_standby_off_consistent_state_waits_for_promotion(node_factory, stan
 
     assert cli(["promote", "-D", str(s.datadir)]) == 0
     s.poll_until(lambda: _events(s, "bgw_start", "cons"), what="started after promotion")
-    ready = next(e for e in s.events("ready") if e.get("read_only") is False)
-    assert _events(s, "bgw_start", "cons")[0]["ts"] >= ready["ts"]
+    run = next(e for e in s.events("pm_state") if e.get("new") == "RUN")
+    assert _events(s, "bgw_start", "cons")[0]["ts"] >= run["ts"]
 
 
 def test_smart_shutdown_waits_for_clients_not_workers(node_factory) -> None:

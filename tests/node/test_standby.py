@@ -68,7 +68,7 @@ def test_pg_promote_switches_timeline(node_factory) -> None:
     with n.connect() as c:
         assert c.execute("SELECT pg_promote(true, 30)").fetchone() == (True,)
         assert c.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
-    assert n.log_contains("received promotion request")
+    assert n.log_contains("received promote request")
     assert n.log_contains("selected new timeline ID: 2")
     assert n.log_contains("archive recovery complete")
     assert (n.datadir / "pg_wal" / "00000002.history").read_text().startswith("1\t")

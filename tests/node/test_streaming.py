@@ -134,7 +134,7 @@ def test_promotion_follow_and_diverged_node(node_factory, standby_factory, tmp_p
     p.start()  # the old primary lives on and writes on timeline 1 past the coming switch point
     p.sql("INSERT INTO t VALUES (666, 'diverged')")
     assert s1.sql("SELECT pg_promote(true, 60)") == [(True,)]
-    assert s1.log_contains("received promotion request")
+    assert s1.log_contains("received promote request")
     assert s1.log_contains("selected new timeline ID: 2")
     hist = (s1.datadir / "pg_wal" / "00000002.history").read_text()
     assert hist.startswith("1\t") and hist.endswith("\tno recovery target specified\n")

@@ -192,7 +192,8 @@ def test_register_start_terminate(pg: Cluster) -> None:
         st, pid = _status(conn, "pgbed_test_wait_startup", slot, gen)
         assert st == "started" and pid and pid > 0
         assert _status(conn, "pgbed_test_status", slot, gen) == ("started", pid)
-        assert _workers(pg).get("dyn_run") == pid
+        # STARTED means forked (BGW-9): the title (init_ps_display) follows a moment later
+        assert _wait(lambda: _workers(pg).get("dyn_run") == pid), _workers(pg)
         conn.execute("SELECT pgbed_test_terminate(%s, %s)", (slot, gen))
         assert _status(conn, "pgbed_test_wait_shutdown", slot, gen) == ("stopped", None)
         assert _status(conn, "pgbed_test_status", slot, gen) == ("stopped", None)

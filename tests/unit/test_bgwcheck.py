@@ -1,7 +1,7 @@
 """orchestrator/bgwcheck.py: the start-time and BGW-17 relaunch checks over event lists.
 
 Rules: §1 start-time table (ConsistentState not before HOT_STANDBY/RUN, RecoveryFinished not
-before ready), BGW-17 (restartable workers relaunched after a crash reinit); unknown verdicts
+before RUN), BGW-17 (restartable workers relaunched after a crash reinit); unknown verdicts
 when too little was seen.
 """
 
@@ -22,7 +22,10 @@ def test_start_times_valid_invalid_unknown() -> None:
     v = bgwcheck.check_start_times(early)
     assert v.status == "invalid" and "'c'" in v.evidence[0]
     fin = [*good, _ev("bgw_start", 2.2, name="f", start_time="recovery_finished")]
-    assert bgwcheck.check_start_times(fin).status == "invalid"  # no `ready` in this incarnation
+    assert bgwcheck.check_start_times(fin).status == "invalid"  # no RUN in this incarnation
+    promoted = [*good, _ev("pm_state", 3, new="RUN"), _ev("bgw_start", 3.01, name="f", start_time="recovery_finished"),
+                _ev("ready", 3.02, read_only=False)]  # fmt: skip
+    assert bgwcheck.check_start_times(promoted).status == "valid"  # forked at RUN, before `ready` is logged
     assert bgwcheck.check_start_times(good[:3]).status == "unknown"
 
 

@@ -137,7 +137,7 @@ def test_procnames() -> None:
     assert procname(K.CHECKPOINTER) == "checkpointer process"
     assert procname(K.STARTUP) == "startup process"
     assert procname(K.WALRECEIVER) == "WAL receiver process"
-    assert procname(K.WALSENDER) == "WAL sender process"
+    assert procname(K.WALSENDER) == "server process"
     assert procname(K.BGWORKER) == "background worker"
     for k in BackendKind:
         assert procname(k)
