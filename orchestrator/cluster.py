@@ -18,6 +18,10 @@ running for psql and for `pgbed chaos --cluster-dir` (orchestrator/clustercli.py
 postmasters are adopted (orchestrator/localnode.py), stopped ones are started, and the primary
 is whichever node is out of recovery, since an earlier campaign's failover may have moved it.
 
+`flavor="postgres"` makes the same cluster of real PostgreSQL 15 nodes (orchestrator/
+pgflavor.py: initdb, pg_basebackup -R, the postgres binary, pg_promote()), so every verb here
+and every scenario built on them runs on both flavours.
+
 What it deliberately does not do: containers (orchestrator/dockercluster.py and
 composecluster.py subclass this with the same interface).
 
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.localnode import DEFAULT_TIMEOUT, LocalNode, NodeError
+from orchestrator.pgflavor import node_class
 
 _host_counter = itertools.count(10)
 
@@ -58,8 +63,10 @@ class Cluster:
     backend = "local"
 
     def __init__(self, base: Path, names: list[str], *, sync: bool = True, settings: dict[str, Any] | None = None,
-                 standby_settings: dict[str, Any] | None = None, metrics: bool = False) -> None:  # fmt: skip
+                 standby_settings: dict[str, Any] | None = None, metrics: bool = False,
+                 flavor: str = "pgbed") -> None:  # fmt: skip
         self.base = Path(base)
+        self.flavor = flavor  # pgbed, or real PostgreSQL 15 (orchestrator/pgflavor.py)
         self.metrics = metrics  # local nodes: a metrics exporter each, on a free port (LocalNode)
         self.names = names
         self.sync = sync
@@ -76,9 +83,10 @@ class Cluster:
     @classmethod
     def local(cls, base: Path, *, standbys: int = 2, sync: bool = True, start: bool = True,
               settings: dict[str, Any] | None = None, standby_settings: dict[str, Any] | None = None,
-              metrics: bool = False) -> Cluster:  # fmt: skip
+              metrics: bool = False, flavor: str = "pgbed") -> Cluster:  # fmt: skip
         names = ["primary"] + [f"standby{i + 1}" for i in range(standbys)]
-        c = cls(base, names, sync=sync, settings=settings, standby_settings=standby_settings, metrics=metrics)
+        c = cls(base, names, sync=sync, settings=settings, standby_settings=standby_settings, metrics=metrics,
+                flavor=flavor)  # fmt: skip
         if start:
             c.start()
         return c
@@ -87,8 +95,8 @@ class Cluster:
 
     def save(self) -> Path:
         """Write <base>/cluster.json, what attach() needs to find this cluster again."""
-        data = {"backend": self.backend, "names": self.names, "metrics": self.metrics, "primary": self.primary_name,
-                "sync": self.sync,
+        data = {"backend": self.backend, "flavor": self.flavor, "names": self.names, "metrics": self.metrics,
+                "primary": self.primary_name, "sync": self.sync,
                 "timeline_switches": self.timeline_switches, "settings": self.settings,
                 "standby_settings": self.standby_settings,
                 "nodes": {name: {"host": n.host, "port": n.port, "metrics_port": getattr(n, "metrics_port", 0)}
@@ -109,11 +117,12 @@ class Cluster:
         except OSError as e:
             raise NodeError(f"no cluster at {base}: {e}; make one with `pgbed cluster up --dir {base}`") from None
         c = cls(base, data["names"], sync=data["sync"], settings=data["settings"],
-                standby_settings=data["standby_settings"], metrics=bool(data.get("metrics")))  # fmt: skip
+                standby_settings=data["standby_settings"], metrics=bool(data.get("metrics")),
+                flavor=data.get("flavor", "pgbed"))  # fmt: skip
         c.timeline_switches = int(data.get("timeline_switches", 0))
         c.primary_name = data["primary"]
         for name, d in data["nodes"].items():
-            n = LocalNode(base, name, host=d["host"], port=int(d["port"]))
+            n = c.node_class(base, name, host=d["host"], port=int(d["port"]))
             n.metrics_port = int(d.get("metrics_port", 0))
             n.adopt()
             c.nodes[name] = n
@@ -146,18 +155,22 @@ class Cluster:
         return f"'ANY 1 ({', '.join(standbys)})'" if self.sync and standbys else "''"
 
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
-        p = LocalNode(self.base, self.primary_name, host=next_loopback_host(), metrics=self.metrics)
+        p = self.node_class(self.base, self.primary_name, host=next_loopback_host(), metrics=self.metrics)
         self.nodes[p.name] = p
         p.init(**self.settings, cluster_name=f"'{p.name}'",
                synchronous_standby_names=self.sync_names(self.names[1:]))  # fmt: skip
         p.start(timeout=timeout)
         for name in self.names[1:]:
-            s = LocalNode(self.base, name, host=next_loopback_host(), metrics=self.metrics)
+            s = self.node_class(self.base, name, host=next_loopback_host(), metrics=self.metrics)
             self.nodes[name] = s
-            s.init_from_backup(p, **self.settings, **self.standby_settings)
+            s.init_from_backup(p, **{**self.settings, **self.standby_settings})
             s.start(timeout=timeout)
         self.wait_streaming(timeout=timeout)
         return self
+
+    @property
+    def node_class(self) -> type[LocalNode]:
+        return node_class(self.flavor)
 
     # -- topology ---------------------------------------------------------------------------------
 
@@ -261,11 +274,11 @@ class Cluster:
         retired = self.base / "retired" / f"{name}-{k}"
         retired.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(self.base / name), retired)
-        self.retired.append(LocalNode(retired.parent, retired.name, host=old.host, port=old.port))
+        self.retired.append(self.node_class(retired.parent, retired.name, host=old.host, port=old.port))
         self.reclones.append((name, retired.name, time.time()))
-        n = LocalNode(self.base, name, host=old.host, port=old.port, metrics=self.metrics)
+        n = self.node_class(self.base, name, host=old.host, port=old.port, metrics=self.metrics)
         self.nodes[name] = n
-        n.init_from_backup(self.primary, **self.settings, **self.standby_settings)
+        n.init_from_backup(self.primary, **{**self.settings, **self.standby_settings})
         n.start(timeout=timeout)
         return n
 

@@ -13,6 +13,12 @@ wait_all_ready work on it unchanged. Nodes reach each other by name (each contai
 on the network is its node name), so primary_conninfo survives container restarts, which
 change addresses and host ports.
 
+`flavor="postgres"` (with the pgbed-postgres image, images/postgres/: `DockerCluster(client,
+"pgbed-postgres:test", labels, flavor="postgres")`) makes the same cluster of real PostgreSQL 15
+containers — initdb, pg_basebackup -R, the postgres binary — and carries the flavour through
+every node this cluster makes, re-cloned ones included, so failover and every scenario built on
+the verbs run on both flavours (orchestrator/pgflavor.py does the same for local nodes).
+
 Verbs that behave differently from Cluster's, and why:
 - `failover()` halts the old primary's container (SIGKILL, kept) instead of LocalNode.teardown
   (immediate stop, directory kept): a container has no "stopped but data kept elsewhere" state
@@ -29,7 +35,8 @@ Verbs that behave differently from Cluster's, and why:
   one after the other.
 
 What it deliberately does not do: build or pull images (tests/chaos/conftest.py builds the node
-image), pick fixed names, subnets or host ports (Docker picks; names get a random suffix), or
+and postgres images), check that the image matches the flavour (the caller chooses both), pick
+fixed names, subnets or host ports (Docker picks; names get a random suffix), or
 inject faults (orchestrator/nemesis/container.py does).
 
 Ownership: the cluster owns its network and every container labelled with its id; only the
@@ -54,9 +61,10 @@ class DockerCluster(Cluster):
 
     def __init__(self, client: Any, image: str, labels: dict[str, str], standbys: int = 2, *, sync: bool = True,
                  settings: dict[str, Any] | None = None, standby_settings: dict[str, Any] | None = None,
-                 start: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:  # fmt: skip
+                 start: bool = True, timeout: float = DEFAULT_TIMEOUT, flavor: str = "pgbed") -> None:  # fmt: skip
         names = ["primary"] + [f"standby{i + 1}" for i in range(standbys)]
-        super().__init__(Path("."), names, sync=sync, settings=settings, standby_settings=standby_settings)
+        super().__init__(Path("."), names, sync=sync, settings=settings, standby_settings=standby_settings,
+                         flavor=flavor)  # fmt: skip
         self.client = client
         self.image = image
         self.cluster_id = secrets.token_hex(4)
@@ -75,7 +83,7 @@ class DockerCluster(Cluster):
 
     def _node(self, name: str) -> DockerNode:
         return DockerNode(self.client, self.image, name, labels=self.labels, network=self.network_name,
-                          cluster_id=self.cluster_id)  # fmt: skip
+                          cluster_id=self.cluster_id, flavor=self.flavor)  # fmt: skip
 
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> DockerCluster:
         self.network = self.client.networks.create(f"pgbed-{self.cluster_id}", driver="bridge", labels=self.labels)
@@ -86,7 +94,7 @@ class DockerCluster(Cluster):
         for name in self.names[1:]:
             s = self._node(name)
             self.nodes[name] = s
-            s.init_from_backup(p, **self.settings, **self.standby_settings)
+            s.init_from_backup(p, **{**self.settings, **self.standby_settings})
             s.start(wait=False)
         for s in self.standbys:
             s.wait_ready(timeout=timeout)
@@ -118,7 +126,7 @@ class DockerCluster(Cluster):
         self.retired.append(old)
         n = self._node(name)
         self.nodes[name] = n
-        n.init_from_backup(self.primary, **self.settings, **self.standby_settings)
+        n.init_from_backup(self.primary, **{**self.settings, **self.standby_settings})
         n.start(timeout=timeout)
         return n
 

@@ -1,4 +1,5 @@
-"""A pgbed node run in a container of the node image: the Docker backend of the Cluster API.
+"""A node run in a container — pgbed's node image, or real PostgreSQL 15's (flavour
+`postgres`) — the Docker backend of the Cluster API.
 
 What it does: `DockerNode` offers the verbs of orchestrator/localnode.py's LocalNode that
 Cluster, ProcessNemesis, the workloads and wait_all_ready use — name, host, port (the
@@ -20,6 +21,16 @@ synchronous_standby_names and primary_conninfo). The postmaster is tini's only c
 same pid from the entrypoint's first instruction on (exec all the way), just as LocalNode's
 Popen pid is; on later starts of the same container the data directory (its volume) is kept.
 
+Flavours (`flavor=`, as orchestrator/pgflavor.py's for local nodes): "pgbed" runs the node
+image (images/node/); "postgres" runs the pgbed-postgres image (images/postgres/), whose
+entrypoint keeps the same PGBED_* contract with initdb, `pg_basebackup -X stream -c fast` and
+the `postgres` binary, as user postgres, with $PGDATA /var/lib/postgresql/data. The verbs are
+the same code on both, because PostgreSQL's pidfile, signals, process titles and views are what
+pgbed models; the flavours differ only where the servers do: PostgreSQL logs to stderr only
+(`log_line_prefix = '%m [%p] %b '`, pgbed's default, and UTC), so `events()` is empty, and
+pgbed-only settings (`pgbed.*`) are left out of its configuration. The caller picks the image
+that matches the flavour; nothing here checks that they agree.
+
 `DockerNode.attach(...)` wraps a container made by someone else (a compose service, see
 orchestrator/composecluster.py) instead: it is never created or removed here, and clients reach
 it at its address on its network rather than through a host-mapped port.
@@ -34,6 +45,7 @@ What it deliberately does not do:
   through the archive API (docker cp), which also works on a stopped container, so a node can
   be configured between a stop and a start as a local one can.
 - `backup()`, `psql()` and `orphans()` of LocalNode: clones are made by the container itself.
+- Metrics for the postgres flavour (no pgbed.metrics_port there; an exporter would run beside).
 
 Differences from LocalNode that callers can observe (and why):
 - kill9 (and any death of the postmaster) ends the container: tini exits with its child, and
@@ -66,12 +78,22 @@ import time
 from datetime import datetime
 from typing import Any
 
+from orchestrator.pgflavor import FLAVOURS, flavour_settings
 from orchestrator.pgnode import DEFAULT_TIMEOUT, NodeError, PgNode, parse_events
 
-PGDATA = "/var/lib/pgbed/data"  # the image's $PGDATA (images/node/Dockerfile)
+# each flavour's image's $PGDATA (images/node/Dockerfile, images/postgres/Dockerfile)
+PGDATA_OF = {"pgbed": "/var/lib/pgbed/data", "postgres": "/var/lib/postgresql/data"}
+# What init() writes for each flavour before the caller's settings. pgbed: the jsonlog the
+# checkers read. postgres: pgbed's default log_line_prefix (the backend type in every line) in
+# UTC, as orchestrator/pgflavor.py's local nodes set it, since PostgreSQL's default has no %b.
+INIT_CONF_OF: dict[str, dict[str, str]] = {
+    "pgbed": {"log_destination": "'stderr,jsonlog'"},
+    "postgres": {"log_line_prefix": "'%m [%p] %b '", "log_timezone": "'UTC'"},
+}
 PG_PORT = 5432
 LABEL_CLUSTER = "pgbed.cluster"  # which DockerCluster a container belongs to (teardown by label)
 LABEL_NODE = "pgbed.node"
+
 
 def _conf_lines(settings: dict[str, Any]) -> list[str]:
     return [f"{k.replace('__', '.')} = {v}" for k, v in settings.items()]
@@ -92,7 +114,10 @@ class DockerNode(PgNode):
     backend = "docker"
 
     def __init__(self, client: Any, image: str, name: str, *, labels: dict[str, str], network: str,
-                 cluster_id: str = "", host: str = "127.0.0.1") -> None:  # fmt: skip
+                 cluster_id: str = "", host: str = "127.0.0.1", flavor: str = "pgbed") -> None:  # fmt: skip
+        if flavor not in FLAVOURS:
+            raise NodeError(f"unknown flavour {flavor!r} (expected one of {', '.join(FLAVOURS)})")
+        self.flavor = flavor
         self.client = client
         self.image = image
         self.name = name  # also its alias on the cluster network and its application_name
@@ -101,7 +126,7 @@ class DockerNode(PgNode):
         self.published_host = host  # where the host-mapped port listens
         self.via_network = False  # attached containers are reached at their network address
         self.owned = True  # False for attached containers: never removed here
-        self.datadir = PGDATA  # inside the container
+        self.datadir = PGDATA_OF[flavor]  # inside the container
         self.container: Any = None
         self.container_name = f"pgbed-{cluster_id or secrets.token_hex(4)}-{name}-{secrets.token_hex(3)}"
         self.exit_code: int | None = None
@@ -113,13 +138,13 @@ class DockerNode(PgNode):
         self._started_at = 0.0  # epoch seconds of the container's current start
 
     @classmethod
-    def attach(cls, client: Any, container: Any, name: str, *, network: str) -> DockerNode:
+    def attach(cls, client: Any, container: Any, name: str, *, network: str, flavor: str = "pgbed") -> DockerNode:
         """A node for a container someone else made (a compose service): clients reach it at
         its address on `network` (the orchestrator may run in a container on that network, or
         on the host, which routes to bridge networks); start/stop/kill act on it, but teardown
         never removes it."""
         tags = container.image.tags if container.image is not None else []
-        n = cls(client, tags[0] if tags else container.image.id, name, labels={}, network=network)
+        n = cls(client, tags[0] if tags else container.image.id, name, labels={}, network=network, flavor=flavor)
         n.container = container
         n.container_name = container.name
         n.via_network = True
@@ -145,24 +170,29 @@ class DockerNode(PgNode):
         container is created by start(), so append_conf may still add settings in between."""
         self._require_no_container("init")
         self._env["PGBED_WAL_SEGSIZE_MB"] = str(wal_segsize_mb)
-        base = {"log_destination": "'stderr,jsonlog'", "checkpoint_timeout": "'1h'", "cluster_name": f"'{self.name}'"}
+        base = {**INIT_CONF_OF[self.flavor], "checkpoint_timeout": "'1h'", "cluster_name": f"'{self.name}'"}
         base.update(settings)
-        self._conf += _conf_lines(base)
+        self._conf += self._lines(base)
         return self
 
     def init_from_backup(self, primary: DockerNode, *, standby: bool = True, slot: str | None = None,
                          **settings: Any) -> DockerNode:  # fmt: skip
-        """A clone of `primary` (a standby with -R), made by `pgbed basebackup` inside this
-        container at its first start, over the cluster network (TAP's init_from_backup with
-        has_streaming: the backup and the clone are one step here)."""
+        """A clone of `primary` (a standby with -R), made by `pgbed basebackup` (pg_basebackup
+        for the postgres flavour) inside this container at its first start, over the cluster
+        network (TAP's init_from_backup with has_streaming: the backup and the clone are one
+        step here)."""
         self._require_no_container("init_from_backup")
         if primary.network != self.network:
             raise NodeError(f"{self.name} is on network {self.network}, its primary {primary.name} on "
                             f"{primary.network}: a clone must reach the primary")  # fmt: skip
         self._env["PGBED_CLONE_FROM"] = primary.name
         self._env["PGBED_BASEBACKUP_ARGS"] = " ".join((["-R"] if standby else []) + (["-S", slot] if slot else []))
-        self._conf += _conf_lines({"cluster_name": f"'{self.name}'", **settings})
+        self._conf += self._lines({"cluster_name": f"'{self.name}'", **settings})
         return self
+
+    def _lines(self, settings: dict[str, Any]) -> list[str]:
+        """Configuration lines for this flavour (pgbed-only settings left out for PostgreSQL)."""
+        return _conf_lines(flavour_settings(self.flavor, settings))
 
     def _require_no_container(self, what: str) -> None:
         if self.container is not None:
@@ -222,7 +252,7 @@ class DockerNode(PgNode):
         raise NodeError(self._evidence(f"server not ready after {timeout}s; pidfile status {last!r}"))
 
     def pidfile(self) -> list[str] | None:
-        text = self.read_file(f"{PGDATA}/postmaster.pid")
+        text = self.read_file(f"{self.datadir}/postmaster.pid")
         return text.split("\n") if text is not None else None
 
     def pidfile_status(self) -> str | None:
@@ -462,31 +492,31 @@ class DockerNode(PgNode):
 
     def append_conf(self, **settings: Any) -> None:
         if self.container is None:
-            self._conf += _conf_lines(settings)
+            self._conf += self._lines(settings)
             return
-        path = f"{PGDATA}/postgresql.conf"
+        path = f"{self.datadir}/postgresql.conf"
         got = self._read_member(path)
         if got is None:
             raise NodeError(self._evidence(f"append_conf: {path} does not exist in {self.container_name} yet"))
         text = got[0].decode()
-        text += ("" if text.endswith("\n") or not text else "\n") + "\n".join(_conf_lines(settings)) + "\n"
+        text += ("" if text.endswith("\n") or not text else "\n") + "\n".join(self._lines(settings)) + "\n"
         self._write_file(path, text.encode(), got[1])
 
     def set_auto_conf(self, **settings: Any) -> None:
         """Settings into postgresql.auto.conf as ALTER SYSTEM does (earlier lines of the same names
         replaced), for what `pgbed basebackup -R` put there, such as primary_conninfo."""
         if self.container is None:
-            self._auto_conf += _conf_lines(settings)
+            self._auto_conf += self._lines(settings)
             return
-        path = f"{PGDATA}/postgresql.auto.conf"
+        path = f"{self.datadir}/postgresql.auto.conf"
         got = self._read_member(path)
-        like = got or self._read_member(f"{PGDATA}/postgresql.conf")  # a new file gets its owner and mode
+        like = got or self._read_member(f"{self.datadir}/postgresql.conf")  # a new file gets its owner and mode
         if like is None:
             raise NodeError(self._evidence(f"set_auto_conf: no configuration in {self.container_name} yet"))
         lines = got[0].decode().splitlines() if got else [
             "# Do not edit this file manually!", "# It will be overwritten by the ALTER SYSTEM command."]  # fmt: skip
         names = {k.replace("__", ".") for k in settings}
-        kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in names] + _conf_lines(settings)
+        kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in names] + self._lines(settings)
         self._write_file(path, ("\n".join(kept) + "\n").encode(), like[1])
 
     # -- clients ----------------------------------------------------------------------------------
@@ -505,8 +535,11 @@ class DockerNode(PgNode):
             raise
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        """The node's jsonlog ($PGDATA/log/postgresql.json), read through the archive API."""
-        return parse_events(self.read_file(f"{PGDATA}/log/postgresql.json") or "", name)
+        """The node's jsonlog ($PGDATA/log/postgresql.json), read through the archive API; none
+        for the postgres flavour (PostgreSQL has no pgbed events)."""
+        if self.flavor == "postgres":
+            return []
+        return parse_events(self.read_file(f"{self.datadir}/log/postgresql.json") or "", name)
 
     def _ps(self) -> list[tuple[int, int, str]]:
         """(pid, ppid, title) of every process in the container but the `ps` itself."""
@@ -549,7 +582,7 @@ class DockerNode(PgNode):
             except Exception as e:  # the evidence must not hide the error it explains
                 status = f"unknown ({e!r})"
         return (f"{what}\n--- last lines of `docker logs {self.container_name}` ({status}) ---\n{tail}\n"
-                f"Hint: the data directory is {PGDATA} in container {self.container_name}; "
+                f"Hint: the data directory is {self.datadir} in container {self.container_name}; "
                 f"`docker logs {self.container_name}` has the full log")  # fmt: skip
 
 

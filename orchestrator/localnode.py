@@ -57,6 +57,8 @@ def _alive(pid: int) -> bool:
 
 
 class LocalNode(PgNode):
+    flavor = "pgbed"  # orchestrator/pgflavor.py's PostgresNode: "postgres"
+
     def __init__(self, base: Path, name: str = "node", *, port: int | None = None, host: str = "127.0.0.1",
                  metrics: bool = False) -> None:  # fmt: skip
         self.name = name

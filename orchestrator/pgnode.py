@@ -43,13 +43,22 @@ def parse_events(text: str, name: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+# Auxiliary processes and launchers of PostgreSQL 15 that pgbed does not have: their titles
+# would otherwise look like a backend's "user database host" to the pattern below.
+PG_ONLY_TITLES = ("logical replication launcher", "autovacuum launcher", "autovacuum worker",
+                  "background writer", "walwriter", "archiver", "parallel worker")  # fmt: skip
+
+
 def role_of_title(cmdline: str, cluster_name: str = "") -> str:
-    """The role a pgbed child's process title (set by node/launch.py's set_title) says it has:
+    """The role a pgbed child's process title (set by node/launch.py's set_title), or a
+    PostgreSQL child's (`postgres: <cluster_name>: …`), says it has:
     startup, checkpointer, walreceiver, walsender, backend, or `other` (bgworkers carry their
     own type as title, so they are found through pg_stat_bgworker instead)."""
-    t = cmdline.removeprefix("pgbed: ")
+    t = cmdline.removeprefix("pgbed: ").removeprefix("postgres: ")
     if cluster_name:
         t = t.removeprefix(f"{cluster_name}: ")
+    if t.startswith(PG_ONLY_TITLES):
+        return "other"
     first = t.split(" ", 1)[0]
     if first in ("startup", "checkpointer", "walreceiver"):
         return first

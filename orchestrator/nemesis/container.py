@@ -15,8 +15,9 @@ restart took, the grudge, the addresses and the exact iptables commands run per 
   pause: the cgroup freezer; frozen until heal.
 - partitions: the grudge (pure, nemesis/partition.py) is turned into iptables commands by
   `iptables_rules` and run, for every running node, in a sidecar container that shares that
-  node's network namespace (`network_mode="container:<id>"`, CAP_NET_ADMIN, root, the node image
-  itself, which has iptables). The node containers stay unprivileged. A sidecar lives from the
+  node's network namespace (`network_mode="container:<id>"`, CAP_NET_ADMIN, root, the cluster's
+  own image — the node image, or the postgres flavour's — which has iptables). The node
+  containers stay unprivileged. A sidecar lives from the
   first partition touching its node until heal.
 
 heal() undoes everything, whatever did it, and is idempotent: it unpauses every paused node,

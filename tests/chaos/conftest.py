@@ -5,14 +5,19 @@
   classic builder, ``pull=False``, from images/node/Dockerfile on top of the offline base image
   (images/base/build.sh), with the host's pip settings as build args (images/pip-build-args.py).
   The build happens after collection, so its minutes don't count against a test's timeout.
+- The postgres image ``pgbed-postgres:test`` (images/postgres/Dockerfile: Debian's PostgreSQL 15
+  and ext/pgbed_test, for ``DockerCluster(..., flavor="postgres")``) is built the same way, by
+  the same code (``ImageSpec``), but only when a selected test asks for the ``postgres_image``
+  fixture; the node image is built when some other Docker test is selected.
 - testcontainers' Ryuk reaper cannot be pulled here: ``TESTCONTAINERS_RYUK_DISABLED=true``;
   every container gets the labels ``pgbed.run=<test run uid>`` and ``pgbed.worker=<worker id>``
   (fixture ``pgbed_labels``) and is removed by label when the worker and the run finish.
 - Docker tests are skipped, with the reason in the header and in the skip message, only when no
   Docker engine can be reached. A missing base image or a failing build is an error.
 
-Environment knobs: PGBED_NODE_IMAGE (tag to build, default pgbed-node:test), PGBED_BASE_IMAGE
-(default pgbed-base:bookworm), PGBED_SKIP_IMAGE_BUILD=1 (use the existing tag as it is).
+Environment knobs: PGBED_NODE_IMAGE (tag to build, default pgbed-node:test),
+PGBED_POSTGRES_IMAGE (default pgbed-postgres:test), PGBED_BASE_IMAGE (default
+pgbed-base:bookworm), PGBED_SKIP_IMAGE_BUILD=1 (use the existing tags as they are).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DOCKERFILE = "images/node/Dockerfile"
 NODE_IMAGE = os.environ.get("PGBED_NODE_IMAGE", "pgbed-node:test")
+POSTGRES_IMAGE = os.environ.get("PGBED_POSTGRES_IMAGE", "pgbed-postgres:test")
 BASE_IMAGE = os.environ.get("PGBED_BASE_IMAGE", "pgbed-base:bookworm")
 DEFAULT_BASE_IMAGE = "pgbed-base:bookworm"
 LABEL_RUN = "pgbed.run"
@@ -105,10 +112,27 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if client is None:
         return [f"docker: {reason} -- docker tests will be SKIPPED"]
     v = client.version()
-    return [f"docker: engine {v.get('Version')} (API {v.get('ApiVersion')}), node image {NODE_IMAGE}"]
+    return [f"docker: engine {v.get('Version')} (API {v.get('ApiVersion')}), node image {NODE_IMAGE}, "
+            f"postgres image {POSTGRES_IMAGE} (built only for tests that ask for it)"]  # fmt: skip
 
 
-# --- the node image, once per run ----------------------------------------------------------------
+# --- the images, each once per run ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image the suite builds once per run: `key` names it in the marker file, the config
+    stash and the ``pgbed.image`` label (which the prune of its earlier, now untagged builds
+    goes by)."""
+
+    key: str
+    tag: str
+    dockerfile: str
+    pip_args: bool  # the host's pip settings as build args (only images that pip install need them)
+
+
+NODE = ImageSpec("node", NODE_IMAGE, NODE_DOCKERFILE, pip_args=True)
+POSTGRES = ImageSpec("postgres", POSTGRES_IMAGE, "images/postgres/Dockerfile", pip_args=False)
 
 
 def _pip_build_args() -> dict[str, str]:
@@ -122,7 +146,7 @@ def _pip_build_args() -> dict[str, str]:
     return json.loads(out)
 
 
-def _build_node_image(client: Any) -> str:
+def _build_image(client: Any, spec: ImageSpec) -> str:
     import docker
 
     try:
@@ -135,19 +159,19 @@ def _build_node_image(client: Any) -> str:
             ) from None
         raise RuntimeError(f"base image {BASE_IMAGE} (PGBED_BASE_IMAGE) is not present locally") from None
 
-    buildargs = {"BASE_IMAGE": BASE_IMAGE, **_pip_build_args()}
+    buildargs = {"BASE_IMAGE": BASE_IMAGE, **(_pip_build_args() if spec.pip_args else {})}
     t0 = time.monotonic()
     log_lines: list[str] = []
     try:
         image, logs = client.images.build(
             path=str(ROOT),
-            dockerfile=NODE_DOCKERFILE,
+            dockerfile=spec.dockerfile,
             buildargs=buildargs,
             pull=False,
-            tag=NODE_IMAGE,
+            tag=spec.tag,
             rm=True,
             forcerm=True,
-            labels={"pgbed.image": "node"},
+            labels={"pgbed.image": spec.key},
         )
         for chunk in logs:
             if "stream" in chunk:
@@ -157,51 +181,75 @@ def _build_node_image(client: Any) -> str:
             text = chunk.get("stream") or chunk.get("error") or ""
             log_lines.append(str(text).rstrip("\n"))
         tail = "\n".join(line for line in log_lines if line)[-6000:]
-        raise RuntimeError(f"building {NODE_IMAGE} from {NODE_DOCKERFILE} failed: {exc}\n{tail}") from None
-    sys.stderr.write(f"\n[pgbed] built {NODE_IMAGE} ({image.short_id}) in {time.monotonic() - t0:.0f} s\n")
+        raise RuntimeError(f"building {spec.tag} from {spec.dockerfile} failed: {exc}\n{tail}") from None
+    sys.stderr.write(f"\n[pgbed] built {spec.tag} ({image.short_id}) in {time.monotonic() - t0:.0f} s\n")
     try:  # earlier builds of the tag, now untagged (images still used by a container are kept)
-        client.images.prune(filters={"dangling": True, "label": "pgbed.image=node"})
+        client.images.prune(filters={"dangling": True, "label": f"pgbed.image={spec.key}"})
     except docker.errors.APIError:
         pass
     return image.id
 
 
-def _ensure_node_image(config: pytest.Config, basetemp_parent: Path) -> None:
-    """Build the image once per run across workers; record the outcome in the config stash."""
+def _ensure_image(config: pytest.Config, basetemp_parent: Path, spec: ImageSpec) -> None:
+    """Build the image once per run across workers; record the outcome in the config stash
+    (``images[key]`` = tag, or ``image_errors[key]`` = (skip|fail, message))."""
     state = _state(config)
-    if "image" in state or "image_error" in state:
+    images: dict[str, str] = state.setdefault("images", {})
+    errors: dict[str, tuple[str, str]] = state.setdefault("image_errors", {})
+    if spec.key in images or spec.key in errors:
         return
     client, reason = _docker(config)
     if client is None:
-        state["image_error"] = ("skip", reason)
+        errors[spec.key] = ("skip", str(reason))
         return
     if os.environ.get("PGBED_SKIP_IMAGE_BUILD") == "1":
-        state["image"] = NODE_IMAGE
+        images[spec.key] = spec.tag
         return
     from filelock import FileLock
 
-    marker = basetemp_parent / f"pgbed-node-image-{_run_id(config)}.json"
+    marker = basetemp_parent / f"pgbed-{spec.key}-image-{_run_id(config)}.json"
     try:
         with FileLock(str(marker) + ".lock", timeout=1800):
             if marker.is_file():
                 data = json.loads(marker.read_text())
                 if "error" in data:
                     raise RuntimeError(data["error"])
-                state["image"] = data["tag"]
+                images[spec.key] = data["tag"]
                 return
             try:
-                image_id = _build_node_image(client)
+                image_id = _build_image(client, spec)
             except Exception as exc:
                 marker.write_text(json.dumps({"error": str(exc)}))
                 raise
-            marker.write_text(json.dumps({"tag": NODE_IMAGE, "id": image_id}))
-            state["image"] = NODE_IMAGE
+            marker.write_text(json.dumps({"tag": spec.tag, "id": image_id}))
+            images[spec.key] = spec.tag
     except Exception as exc:
-        state["image_error"] = ("fail", str(exc))
+        errors[spec.key] = ("fail", str(exc))
 
 
-def _wants_docker(items: list[pytest.Item]) -> bool:
-    return any(item.get_closest_marker("docker") is not None for item in items)
+def _image_for_test(config: pytest.Config, basetemp_parent: Path, spec: ImageSpec) -> str:
+    """The built image's tag, or skip (no engine) / fail (the build failed) the asking test."""
+    _ensure_image(config, basetemp_parent, spec)
+    state = _state(config)
+    if spec.key in state["image_errors"]:
+        kind, message = state["image_errors"][spec.key]
+        if kind == "skip":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return str(state["images"][spec.key])
+
+
+def _images_wanted(items: list[pytest.Item]) -> list[ImageSpec]:
+    """The images the selected tests need: postgres for tests that ask for ``postgres_image``,
+    node for every other Docker test (some take ``node_image`` through getfixturevalue, which
+    fixturenames does not show)."""
+    docker_items = [item for item in items if item.get_closest_marker("docker") is not None]
+    wanted = []
+    if any("postgres_image" not in getattr(item, "fixturenames", ()) for item in docker_items):
+        wanted.append(NODE)
+    if any("postgres_image" in getattr(item, "fixturenames", ()) for item in items):
+        wanted.append(POSTGRES)
+    return wanted
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -210,10 +258,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if getattr(config, "workerinput", None) is None and config.pluginmanager.hasplugin("dsession"):
         return  # xdist controller: the workers build
-    if not _wants_docker(session.items):
-        return
     tmp_factory = config._tmp_path_factory  # type: ignore[attr-defined]
-    _ensure_node_image(config, tmp_factory.getbasetemp().parent)
+    for spec in _images_wanted(session.items):
+        _ensure_image(config, tmp_factory.getbasetemp().parent, spec)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -242,14 +289,14 @@ def pgbed_labels(pytestconfig: pytest.Config) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def node_image(pytestconfig: pytest.Config, docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Tag of the node image built for this run (built after collection; see module doc)."""
-    _ensure_node_image(pytestconfig, tmp_path_factory.getbasetemp().parent)
-    state = _state(pytestconfig)
-    if "image_error" in state:
-        kind, message = state["image_error"]
-        if kind == "skip":
-            pytest.skip(message)
-        pytest.fail(message, pytrace=False)
-    return state["image"]
+    return _image_for_test(pytestconfig, tmp_path_factory.getbasetemp().parent, NODE)
+
+
+@pytest.fixture(scope="session")
+def postgres_image(pytestconfig: pytest.Config, docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tag of the PostgreSQL 15 image built for this run, for ``flavor="postgres"`` (built
+    after collection, only when a selected test asks for it; see module doc)."""
+    return _image_for_test(pytestconfig, tmp_path_factory.getbasetemp().parent, POSTGRES)
 
 
 # --- cleanup by label --------------------------------------------------------------------------

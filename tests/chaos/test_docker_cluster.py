@@ -15,7 +15,9 @@ container nemesis (orchestrator/nemesis/container.py).
   no-op that leaves no sidecar behind;
 - ProcessNemesis works unchanged on a DockerCluster (SIGNAL by role, KILL9 of a whole node);
 - failover: promote the most advanced standby, repoint the other across the timeline switch,
-  re-clone the old primary in a new container, nothing acknowledged lost.
+  re-clone the old primary in a new container, nothing acknowledged lost;
+- the postgres flavour (real PostgreSQL 15, images/postgres/): bring-up, replication, pids by
+  role and failover through the same verbs (built only when this test is selected).
 
 Timeouts are shortened through settings (wal_sender_timeout / wal_receiver_timeout 3 s, status
 every 1 s, reconnect after 0.5 s) so that partitions show within seconds. Every wait has a
@@ -25,6 +27,7 @@ deadline and reports what it saw last. Marked `docker`: skipped only where no en
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -321,3 +324,72 @@ def test_failover_promotes_repoints_and_reclones(docker_client: Any, node_image:
         want = [(k,) for k in range(1, 52)]
         for n in c.nodes.values():
             assert n.sql("SELECT k FROM fo ORDER BY k") == want, n.name
+
+
+# -- (f) the postgres flavour: real PostgreSQL 15 behind the same verbs -----------------------------
+
+
+def test_postgres_flavour_streams_fails_over_and_reclones(docker_client: Any, postgres_image: str,
+                                                          pgbed_labels: dict[str, str]) -> None:  # fmt: skip
+    """DockerCluster(flavor="postgres") on the pgbed-postgres image (images/postgres/): the verbs
+    the scenarios use, on Debian's PostgreSQL 15, so the chaos suite's expectations can be held
+    against the reference itself.
+
+    Checks: both standbys reach `streaming` in pg_stat_replication (WALSND-3) under `ANY 1`;
+    hot standby is open on both and replays every synchronously acknowledged row (REC-1, REC-3,
+    WALRCV-7); `pids()` finds PostgreSQL's checkpointer, two walsenders on the primary, and a
+    startup process and a streaming walreceiver on each standby (pg_stat_wal_receiver agrees,
+    WALRCV-2, WALRCV-8); failover() promotes the most advanced standby (REC-5: out of recovery,
+    timeline 2), the other standby, repointed by reload (WALRCV-4: a conninfo change restarts the
+    walreceiver), follows it (`new target timeline is 2`), and the old primary's name comes back
+    as a fresh pg_basebackup clone; every acknowledged row is on every node. The log carries
+    pgbed's prefix (`%m [%p] %b`, UTC) and there are no jsonlog events on this flavour."""
+    t0 = time.monotonic()
+    with DockerCluster(docker_client, postgres_image, pgbed_labels, standbys=2,
+                       settings={**SETTINGS, "pgbed__metrics_port": 0}, flavor="postgres") as c:  # fmt: skip
+        print(f"\n[pgbed] 3-node postgres-flavour DockerCluster streaming in {time.monotonic() - t0:.1f} s")
+        assert c.primary.sql("SELECT current_setting('server_version_num')::int / 10000") == [(15,)]
+        # PostgreSQL shows a streaming walsender as `async` until the standby's first reply with a
+        # valid flush position (pg_stat_get_wal_senders), so quorum is waited for, not asserted
+        want_repl = [("standby1", "streaming", "quorum"), ("standby2", "streaming", "quorum")]
+        wait_for(lambda: sorted(c.primary.sql("SELECT application_name, state, sync_state FROM pg_stat_replication"))
+                 == want_repl, "both standbys streaming as quorum standbys", timeout=10)  # fmt: skip
+        assert c.primary.sql("SHOW synchronous_standby_names") == [("ANY 1 (standby1, standby2)",)]
+        # a pgbed-only setting asked for is left out of PostgreSQL's configuration
+        assert c.primary.sql("SELECT current_setting('pgbed.metrics_port', true)") == [(None,)]
+        c.primary.safe_sql("CREATE TABLE fo (k bigint PRIMARY KEY)")
+        for k in range(1, 51):  # each one acknowledged under ANY 1 (standby1, standby2)
+            c.primary.safe_sql("INSERT INTO fo VALUES (%s)", (k,))
+        c.catch_up(timeout=DEADLINE_S)
+        want = [(k,) for k in range(1, 51)]
+        for s in c.standbys:
+            assert s.sql("SELECT pg_is_in_recovery()") == [(True,)], s.name
+            assert s.sql("SELECT k FROM fo ORDER BY k") == want, s.name
+
+        assert len(c.primary.pids(F.CHECKPOINTER)) == 1 and len(c.primary.pids(F.WALSENDER)) == 2
+        for s in c.standbys:
+            assert len(s.pids(F.STARTUP)) == 1 and len(s.pids(F.CHECKPOINTER)) == 1, s.children()
+            [walreceiver] = s.pids(F.WALRECEIVER)
+            assert s.sql("SELECT pid, status FROM pg_stat_wal_receiver") == [(walreceiver, "streaming")], s.name
+        assert all(n.events() == [] for n in c.nodes.values())
+        assert re.search(r"UTC \[\d+\] postmaster LOG:  database system is ready to accept connections",
+                         c.primary.log_content()), c.primary.log_content()[-2000:]  # fmt: skip
+
+        old = c.primary
+        new = c.failover(timeout=DEADLINE_S)
+        assert c.primary_name == new.name != "primary" and c.timeline_switches == 1 and c.retired == [old]
+        # the WAL being written is on timeline 2 (the checkpoint after promotion may still be running)
+        assert new.sql("SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)") == [
+            (False, "00000002")]  # fmt: skip
+        other = next(s for s in c.standbys if s.name not in (new.name, "primary"))
+        assert other.wait_for_log("new target timeline is 2", timeout=DEADLINE_S)
+        reborn = c.node("primary")
+        assert reborn is not old and reborn.container.id != old.container.id
+        assert reborn.sql("SELECT pg_is_in_recovery()") == [(True,)]
+        c.wait_streaming(["primary", other.name], timeout=DEADLINE_S)
+
+        new.safe_sql("INSERT INTO fo VALUES (51)")
+        c.catch_up(timeout=DEADLINE_S)
+        for n in c.nodes.values():
+            assert n.sql("SELECT k FROM fo ORDER BY k") == [*want, (51,)], n.name
+    print(f"[pgbed] postgres-flavour scenario done in {time.monotonic() - t0:.1f} s")
