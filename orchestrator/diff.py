@@ -134,8 +134,9 @@ def main(names: list[str], *, seed: int = 1, json_out: str | None = None, keep: 
                 print(f"    {line}")
             if res.verdict.detail:
                 print("\n".join("    " + ln for ln in res.verdict.detail.splitlines()))
-        if verbose and res.verdict.status == "same":
-            o = res.outcomes["pgbed"]
+        if verbose and res.verdict.status not in ("differs", "error"):
+            # one flavour's outcome stands for both when they are the same
+            o = res.outcomes["pgbed" if "pgbed" in res.outcomes else "postgres"]
             for facet, lines in o.facets.items():
                 print(f"    {facet}: {' → '.join(lines)}")
     bad = [r for r in results if r.verdict.status in ("differs", "error")]

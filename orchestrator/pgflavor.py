@@ -34,6 +34,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ PG_FALLBACK_BINDIR = Path("/usr/lib/postgresql/15/bin")
 INSTALL_HINT = "apt-get install -y postgresql-15"
 # Settings only pgbed has; dropped when the same Cluster settings go to PostgreSQL.
 PGBED_ONLY_PREFIXES = ("pgbed.", "pgbed__")
+SUN_PATH_MAX = 107
 
 
 def find_postgres(fallback: Path = PG_FALLBACK_BINDIR) -> tuple[Path | None, str]:
@@ -137,6 +139,19 @@ class PostgresNode(LocalNode):
         if bindir is None:
             raise NodeError(f"postgres flavour: PostgreSQL 15 not found ({why}); install it with `{INSTALL_HINT}`")
         self.bindir = bindir
+        # PostgreSQL refuses a socket path longer than sun_path (107 bytes) and then will not
+        # start; pytest's temporary directories get there. TCP is what clients use, so a short
+        # directory of this node's own (by its port, unique while the node lives) is enough.
+        if len(f"{self.sockdir}/.s.PGSQL.{self.port}") > SUN_PATH_MAX:
+            self.sockdir = Path(tempfile.gettempdir()) / f"pgbed-pgsock-{self.port}"
+            self.own_short_sockdir = True
+        else:
+            self.own_short_sockdir = False
+
+    def teardown(self) -> None:
+        super().teardown()
+        if self.own_short_sockdir:
+            shutil.rmtree(self.sockdir, ignore_errors=True)
 
     def _bin(self, name: str) -> str:
         return str(self.bindir / name)

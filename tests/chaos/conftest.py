@@ -358,8 +358,12 @@ def node_container(node_image: str, pgbed_labels: dict[str, str]) -> Iterator[An
         yield container
 
 
-@pytest.fixture(params=[pytest.param("local"), pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(params=[pytest.param("local"), pytest.param("docker", marks=pytest.mark.docker),
+                        pytest.param("postgres", marks=pytest.mark.differential)])  # fmt: skip
 def scenario_backend(request: pytest.FixtureRequest) -> str:
+    """local: a pgbed node as local processes; docker: a pgbed node container; postgres: a real
+    PostgreSQL 15 node as local processes (orchestrator/pgflavor.py), where the same scenario
+    must pass too."""
     return str(request.param)
 
 
@@ -372,10 +376,16 @@ def scenario_node(scenario_backend: str, request: pytest.FixtureRequest, tmp_pat
         yield DockerScenarioNode(request.getfixturevalue("node_container"))
         return
     from orchestrator.localnode import LocalNode
+    from orchestrator.pgflavor import PostgresNode, postgres_available
 
-    node = LocalNode(tmp_path, "scenario").init()
+    if scenario_backend == "postgres":
+        missing = postgres_available()
+        if missing:
+            pytest.skip(f"no PostgreSQL 15 here: {missing}")
+    cls = PostgresNode if scenario_backend == "postgres" else LocalNode
+    node = cls(tmp_path, "scenario").init()
     node.start()
     try:
-        yield LocalScenarioNode(node)
+        yield LocalScenarioNode(node, backend=scenario_backend)
     finally:
         node.teardown()

@@ -29,10 +29,9 @@ class ScenarioNode(Protocol):
 
 
 class LocalScenarioNode:
-    backend = "local"
-
-    def __init__(self, node: LocalNode) -> None:
+    def __init__(self, node: LocalNode, backend: str = "local") -> None:
         self.node = node
+        self.backend = backend  # local (pgbed) or postgres (a PostgresNode, the same interface)
 
     def connect(self) -> psycopg.Connection[Any]:
         return self.node.connect(connect_timeout=5)

@@ -1,0 +1,49 @@
+"""The differential scenarios (orchestrator/diffscen.py) as tests: each runs on a pgbed cluster
+and on a PostgreSQL 15 cluster with the same seed, and a divergence of the normalised outcome —
+PMState-relevant log events, worker starts and exits, exit codes, SQLSTATEs, view shapes, rows
+that survived — is a failure that prints both sequences side by side, unless
+orchestrator/intended_differences.toml lists it (with its rule id and reason). Scenarios that
+exist on one flavour only (PostgreSQL's own workers; pgbed's pg_stat_bgworker view) must run
+without error there. `pytest -m differential` selects these and the postgres-flavour variants of
+the other chaos scenarios; `pgbed diff` is the same comparison as a command with a table.
+
+Rules: the ids each scenario names (`pgbed diff --list`), in the test id's scenario.
+
+Needs Debian's postgresql-15 and the pgbed_test extension built for it (ext/pgbed_test; .ci/run
+installs both); without them these tests skip and say which is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.diff import diff_scenario, why_not
+from orchestrator.diffnorm import load_intended
+from orchestrator.diffscen import SCENARIOS
+
+pytestmark = [pytest.mark.chaos, pytest.mark.differential, pytest.mark.timeout(180)]
+
+SEED = 1
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_agrees_with_postgresql_15(name: str, tmp_path: Path) -> None:
+    scen = SCENARIOS[name]
+    missing = [m for f in scen.flavours if (m := why_not(scen, f))]
+    if missing:
+        pytest.skip(f"cannot run on PostgreSQL 15 here: {missing[0]}")
+    tmp_path.chmod(0o755)  # the postgres OS user runs the PostgreSQL nodes beneath it
+    res = diff_scenario(scen, SEED, tmp_path, load_intended())
+    v = res.verdict
+    if v.status == "error":
+        pytest.fail(f"{name} ({' '.join(scen.rules)}) failed to run:\n" + "\n".join(v.how) + f"\n\n{v.detail}\n"
+                    f"logs under {tmp_path}", pytrace=False)  # fmt: skip
+    if v.status == "differs":
+        pytest.fail(f"{name} ({' '.join(scen.rules)}): pgbed and PostgreSQL 15 differ\n" + "\n".join(v.how)
+                    + f"\n\n{v.detail}\n\nlogs under {tmp_path}; if the difference is intended, list it in "
+                    "orchestrator/intended_differences.toml with its rule id and reason", pytrace=False)  # fmt: skip
+    assert v.status in ("same", scen.kind), v
+    for flavor, outcome in res.outcomes.items():
+        assert outcome.facets.get("events:primary"), f"{flavor}: no events read from the primary's log"
