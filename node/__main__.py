@@ -211,7 +211,14 @@ def cmd_controldata(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from orchestrator import bench
 
-    return bench.main(a.group, runs=a.runs, json_out=a.json, suite=a.suite)
+    if a.group == "all":
+        if a.suite:
+            print("pgbed bench all: --suite is for the chaos and metrics groups alone", file=sys.stderr)
+            return 2
+        from orchestrator import bench_all
+
+        return bench_all.main(runs=a.runs, json_out=a.json)
+    return bench.main(a.group, **({"runs": a.runs} if a.runs else {}), json_out=a.json, suite=a.suite)
 
 
 def cmd_diff(a: argparse.Namespace) -> int:
@@ -275,11 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--application-name", default=None, help="application_name to put in primary_conninfo")
     sp.set_defaults(fn=cmd_basebackup)
     sp = sub.add_parser("bench", help="benchmarks, side by side with PostgreSQL 15")
-    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker", "chaos", "metrics"])
+    sp.add_argument("group", choices=["startup", "sql", "replication", "bgworker", "chaos", "metrics", "all"],
+                    help="all: every group in turn, one JSON (--json) with each group's report")  # fmt: skip
     sp.add_argument("--suite", action="store_true",
                     help="chaos: also time the whole chaos suite under -n auto; metrics: also time a cold "
                          "`docker compose up` to all healthy")  # fmt: skip
-    sp.add_argument("--runs", type=int, default=7)
+    sp.add_argument("--runs", type=int, default=None,
+                    help="runs per flavour (default: the group's own: startup 7, sql 5, the others 3)")  # fmt: skip
     sp.add_argument("--json", help="write results as JSON to this file")
     sp.set_defaults(fn=cmd_bench)
     sp = sub.add_parser("diff", help="run scenarios on pgbed and on PostgreSQL 15 and compare what they show")

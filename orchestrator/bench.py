@@ -708,30 +708,33 @@ def _print_importtime(title: str, rows: list[dict[str, Any]]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 
-def main(group: str, runs: int = 7, json_out: str | None = None, suite: bool = False) -> int:
+def main(group: str, runs: int | None = None, json_out: str | None = None, suite: bool = False) -> int:
+    """One group; `runs` None: the group's own default (startup 7, sql 5, the others 3)."""
+    kw: dict[str, Any] = {"runs": runs} if runs else {}
     if group == "chaos":
         from orchestrator import bench_chaos
 
-        return bench_chaos.main(runs=runs, json_out=json_out, suite=suite)
+        return bench_chaos.main(**kw, json_out=json_out, suite=suite)
     if group == "sql":
         from orchestrator import bench_sql
 
-        return bench_sql.main(runs=runs, json_out=json_out)
+        return bench_sql.main(**kw, json_out=json_out)
     if group == "replication":
         from orchestrator import bench_repl
 
-        return bench_repl.main(runs=runs, json_out=json_out)
+        return bench_repl.main(**kw, json_out=json_out)
     if group == "metrics":
         from orchestrator import bench_metrics
 
-        return bench_metrics.main(runs=runs, json_out=json_out, compose=suite)
+        return bench_metrics.main(**kw, json_out=json_out, compose=suite)
     if group == "bgworker":
         from orchestrator import bench_bgw
 
-        return bench_bgw.main(runs=runs, json_out=json_out)
+        return bench_bgw.main(**kw, json_out=json_out)
     if group != "startup":
         print(f"pgbed bench: unknown group {group!r}", file=sys.stderr)
         return 1
+    runs = runs or 7
     if runs < MIN_RUNS:
         print(f"pgbed bench: --runs must be at least {MIN_RUNS} (got {runs})", file=sys.stderr)
         return 1

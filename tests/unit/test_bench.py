@@ -271,6 +271,40 @@ def test_cli_accepts_the_sql_group(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == {"group": "chaos", "runs": 2, "json_out": None, "suite": True}
     with pytest.raises(SystemExit):
         cli.main(["bench", "nosuchgroup"])
+    seen.clear()
+    assert cli.main(["bench", "sql"]) == 0
+    assert seen == {"group": "sql", "runs": 7, "json_out": None}  # no --runs: the group's own default
+
+
+def test_bench_all_runs_every_group_and_keeps_going(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """`pgbed bench all --json`: every group in order, each group's report and printed table in
+    one document, a failing group reported without stopping the others, exit 1 then."""
+    from orchestrator import bench_all
+
+    order: list[tuple[str, object]] = []
+
+    def fake_main(group: str, runs: int | None = None, json_out: str | None = None, suite: bool = False) -> int:
+        order.append((group, runs))
+        if group == "replication":
+            raise RuntimeError("standby never consistent")
+        print(f"{group} table: ratio 1.5")
+        assert json_out is not None
+        Path(json_out).write_text(json.dumps({"bench": group}))
+        return 0
+
+    monkeypatch.setattr(bench, "main", fake_main)
+    out = tmp_path / "all.json"
+    assert bench_all.main(json_out=str(out)) == 1
+    assert [g for g, _ in order] == list(bench_all.GROUPS) and {r for _, r in order} == {None}
+    doc = json.loads(out.read_text())
+    assert doc["groups"]["sql"]["report"] == {"bench": "sql"} and doc["groups"]["sql"]["exit"] == 0
+    assert "sql table: ratio 1.5" in doc["groups"]["sql"]["output"]
+    assert doc["groups"]["replication"]["exit"] == 1 and doc["groups"]["replication"]["report"] is None
+    assert "failed: replication" in capsys.readouterr().out
+    order.clear()
+    assert bench_all.main(runs=2, groups=("startup", "metrics")) == 0
+    assert order == [("startup", 2), ("metrics", 2)]
 
 
 def test_percentile_interpolates_like_numpy() -> None:
