@@ -82,6 +82,11 @@ class CampaignConfig:
     backend: str = "local"  # for the replay command; the cluster itself is made by the caller
     target: str = ""  # the running cluster attached to: a compose project, or a local cluster's directory
     table_suffix: str = ""  # workload tables of their own on a long-lived cluster (acked_<suffix>, …)
+    # pgbed, or postgres: the campaign's own local cluster is real PostgreSQL 15, without the
+    # pgbed-only parts (worker_spi and its deltas workload, pgbed_test's static workers, jsonlog
+    # events: the checkers that read them say UNKNOWN), so the same faults and data checkers
+    # judge the system pgbed models
+    flavor: str = "pgbed"
 
     def replay_command(self) -> str:
         cmd = (f"python -m orchestrator chaos --seed {self.seed} --duration {self.duration_s:g} "
@@ -90,7 +95,8 @@ class CampaignConfig:
             return f"{cmd} --compose-project {self.target}"
         if self.target:
             return f"{cmd} --cluster-dir {self.target}"
-        return f"{cmd} --standbys {self.standbys}" + (f" --backend {self.backend}" if self.backend != "local" else "")
+        return (f"{cmd} --standbys {self.standbys}" + (f" --backend {self.backend}" if self.backend != "local" else "")
+                + (f" --flavor {self.flavor}" if self.flavor != "pgbed" else ""))  # fmt: skip
 
 
 @dataclass
@@ -196,11 +202,12 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         metrics = Metrics(cfg.metrics_port)
     metrics.set_phase("setup")
     own_cluster = cluster is None
-    settings = campaign_settings(cfg.retry_interval_s, cfg.bgworkers, cfg.settings)
+    bgworkers = cfg.bgworkers and cfg.flavor == "pgbed"
+    settings = campaign_settings(cfg.retry_interval_s, bgworkers, cfg.settings)
     t_setup = time.monotonic()
     if cluster is None:
         say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
-        cluster = Cluster.local(cfg.rundir / "cluster", standbys=cfg.standbys, settings=settings)
+        cluster = Cluster.local(cfg.rundir / "cluster", standbys=cfg.standbys, settings=settings, flavor=cfg.flavor)
     took = f" in {time.monotonic() - t_setup:.1f} s" if own_cluster else ""
     say(f"[chaos] cluster ({cluster.backend}) ready{took}: "
         + ", ".join(f"{n.name}={n.host}:{n.port}" for n in cluster.nodes.values()))  # fmt: skip
@@ -208,7 +215,7 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
     sfx = cfg.table_suffix
     acked = AckedWrites(table=f"acked_{sfx}" if sfx else None)
     bank = Bank(table=f"accounts_{sfx}" if sfx else None)
-    spi = WorkerSpiDeltas() if cfg.bgworkers else None
+    spi = WorkerSpiDeltas() if bgworkers else None
     stop = threading.Event()
     faults: list[Fault] = []
     heals: list[dict[str, Any]] = []
@@ -481,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=["local", "docker"], default="local",
                     help="local processes, or containers of the node image (--image, built beforehand)")  # fmt: skip
     ap.add_argument("--image", default="pgbed-node:test", help="node image for --backend docker")
+    ap.add_argument("--flavor", choices=["pgbed", "postgres"], default="pgbed",
+                    help="postgres: the campaign's own local cluster runs Debian's PostgreSQL 15 (pgbed diff's "
+                         "flavour), without pgbed's workers and events")  # fmt: skip
     ap.add_argument("--cluster-dir", default=None, type=Path, metavar="DIR",
                     help="run against the running local cluster of `pgbed cluster up --dir DIR` instead of a "
                          "cluster of its own (it stays up afterwards, with the roles the campaign left)")  # fmt: skip
@@ -501,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     if backend == "local" and (bad := [k for k in kinds if k in F.CONTAINER_FAULTS]):
         ap.error(f"fault kinds {', '.join(bad)} need --backend docker or --compose-project")
+    if args.flavor == "postgres" and (backend != "local" or args.cluster_dir):
+        ap.error("--flavor postgres is for a campaign's own local cluster (--backend local, no --cluster-dir)")
+    if args.flavor == "postgres" and F.FAULT_HOOK in kinds:
+        if args.faults:
+            ap.error("fault kind fault-hook arms pgbed's injection points, which PostgreSQL 15 has not")
+        kinds = tuple(k for k in kinds if k != F.FAULT_HOOK)
     if backend != "local" and (bad := [k for k in kinds if k in F.PROXY_FAULTS]):
         ap.error(f"fault kinds {', '.join(bad)} use a proxy on this host, which containers cannot reach: "
                  "use --backend local (partitions are the Docker backend's network faults)")  # fmt: skip
@@ -530,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             rundir = base / f"campaign-{n + 1:04d}-seed{seed + n}" if args.forever else base  # n: done so far
             cfg = CampaignConfig(seed=seed + n, duration_s=args.duration, faults=kinds, rundir=rundir,
                                  standbys=args.standbys, metrics_port=args.metrics_port, backend=backend,
-                                 interval_s=interval)  # fmt: skip
+                                 interval_s=interval, flavor=args.flavor)  # fmt: skip
             n += 1
             try:
                 result = _one_campaign(cfg, args, metrics, stop)

@@ -60,8 +60,9 @@ class Scenario:
 
 
 class Run:
-    def __init__(self, flavor: str, base: Path, seed: int) -> None:
+    def __init__(self, flavor: str, base: Path, seed: int, extra_settings: dict[str, Any] | None = None) -> None:
         self.flavor = flavor
+        self.extra_settings = dict(extra_settings or {})  # over every cluster's settings (meta-tests)
         self.base = base
         self.rng = random.Random(seed)
         self.steps: list[str] = []
@@ -70,7 +71,7 @@ class Run:
     def up(self, standbys: int = 0, settings: dict[str, Any] | None = None,
            standby_settings: dict[str, Any] | None = None, sync: bool = True) -> Cluster:  # fmt: skip
         self.cluster = Cluster.local(self.base, standbys=standbys, flavor=self.flavor, sync=sync,
-                                     settings={**COMMON_SETTINGS, **(settings or {})},
+                                     settings={**COMMON_SETTINGS, **(settings or {}), **self.extra_settings},
                                      standby_settings=standby_settings)  # fmt: skip
         return self.cluster
 
@@ -411,9 +412,9 @@ def bgworker_dynamic(r: Run) -> None:
         r.attempt("invalid start time", a, "SELECT * FROM pgbed_test_register('x', 'never', -1, '{shmem}', 'run')")
         r.attempt("invalid flag", a, "SELECT * FROM pgbed_test_register('x', 'postmaster_start', -1, "
                                      "'{bogus}', 'run')")  # fmt: skip
-        # a negative restart interval other than -1 (BGW_NEVER_RESTART) is not refused by
-        # RegisterDynamicBackgroundWorker: the worker is registered and starts; wait for that, so
-        # that its start is in the log whichever flavour is quicker
+        # pgbed_test_register() takes any negative restart_s for "never restart" (both
+        # implementations), so this registers a worker that starts; wait for that, so that its
+        # start is in the log whichever flavour is quicker
         if r.attempt("restart interval -7", a, "SELECT * FROM pgbed_test_register('x', 'postmaster_start', -7, "
                                                "'{shmem}', 'run')") is None:  # fmt: skip
             p.wait_for_log('starting background worker process "x"')

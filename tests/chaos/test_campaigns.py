@@ -138,3 +138,30 @@ def test_meta_signal_handler_work(tmp_path: Path) -> None:
           settings={"injection_points": "'walsender-claim:sleep:1500'", "wal_retrieve_retry_interval": "'100ms'"},
           retry_interval_s=0.1, roles=(F.WALSENDER,), signals={F.WALSENDER: ("SIGTERM",)},
           interval_s=(0.3, 0.6), hold_s=(0.1, 0.2), sample_every_s=0.1)  # fmt: skip
+
+
+# The same campaigns against real PostgreSQL 15: the faults whose targets both servers have
+# (no injection points there), with the data and liveness checkers, which must judge the system
+# pgbed models VALID as they judge pgbed (a checker that says INVALID on PostgreSQL is wrong, or
+# PostgreSQL breaks the rule: either is worth a look). pgbed-only parts are off on this flavour
+# (worker_spi deltas, pgbed_test's static workers, jsonlog events: those checkers say UNKNOWN).
+POSTGRES_KINDS = (F.SIGNAL, F.KILL9, F.RESTART, F.FAILOVER)
+
+
+@pytest.mark.differential
+@pytest.mark.parametrize("kind", POSTGRES_KINDS)
+def test_fault_kind_campaign_on_postgresql_15(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """CRASH-1, CRASH-4, REC-5, WALRCV-6 through the data checkers, on PostgreSQL 15."""
+    from orchestrator.pgflavor import postgres_available
+
+    missing = postgres_available()
+    if missing:
+        pytest.skip(f"no PostgreSQL 15 here: {missing}")
+    seed = request.config.getoption("--chaos-seeds")[0]
+    r = _campaign(tmp_path, seed, (kind,), flavor="postgres")
+    assert r.faults, f"no fault was injected\n{_explain(r)}"
+    assert r.verdict.status != "invalid", _explain(r)
+    for name in ("acked-writes", "bank", "convergence", "back-to-ready"):
+        assert _check(r, name).status == "valid", _explain(r)
+    assert not [c for c in r.checks if c.name == "worker-spi-total"], "worker_spi is pgbed's"
+    assert "--flavor postgres" in r.config.replay_command()

@@ -47,3 +47,22 @@ def test_scenario_agrees_with_postgresql_15(name: str, tmp_path: Path) -> None:
     assert v.status in ("same", scen.kind), v
     for flavor, outcome in res.outcomes.items():
         assert outcome.facets.get("events:primary"), f"{flavor}: no events read from the primary's log"
+
+
+def test_a_historic_bug_put_back_into_pgbed_is_a_divergence(tmp_path: Path) -> None:
+    """BGW-7 / REC-7, the comparison's own meta-test: with `consistent_in_recovery` put back into
+    pgbed (ConsistentState workers eligible in RECOVERY) and the standby's startup process held
+    before consistency (injection point, pgbed only), the static ConsistentState worker starts
+    before `consistent recovery state reached`; PostgreSQL 15 starts it after, and the runner
+    must call that a divergence and show where."""
+    scen = SCENARIOS["bgworker-start-times"]
+    missing = [m for f in scen.flavours if (m := why_not(scen, f))]
+    if missing:
+        pytest.skip(f"cannot run on PostgreSQL 15 here: {missing[0]}")
+    tmp_path.chmod(0o755)
+    bug = {"pgbed__historic_bugs": "'consistent_in_recovery'",
+           "injection_points": "'startup-before-consistent:sleep:800'"}  # fmt: skip
+    v = diff_scenario(scen, SEED, tmp_path, load_intended(), pgbed_settings=bug).verdict
+    assert v.status == "differs", v
+    assert any(h.startswith("events:standby1") and "bgworker_start(pgbed_s_cs)" in h for h in v.how), v.how
+    assert "consistent" in v.detail and "* " in v.detail
