@@ -67,6 +67,7 @@ from typing import Any
 
 from orchestrator import procfs
 from orchestrator.localnode import free_port
+from orchestrator.pgflavor import find_postgres
 
 MIN_RUNS = 5
 SERVER_TIMEOUT = 30.0
@@ -643,25 +644,6 @@ def run_cycle(flavour: Flavour, rundir: Path, registry: Registry) -> dict[str, f
 
 
 # -- environment ----------------------------------------------------------------------------------
-
-
-def find_postgres(fallback: Path = Path("/usr/lib/postgresql/15/bin")) -> tuple[Path | None, str]:
-    """PostgreSQL's bin directory (pg_ctl's on PATH, else `fallback`) and `postgres --version`,
-    or (None, why not)."""
-    candidates = []
-    pg_ctl = shutil.which("pg_ctl")
-    if pg_ctl:
-        candidates.append(Path(os.path.realpath(pg_ctl)).parent)
-    candidates.append(fallback)
-    for bindir in candidates:
-        if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
-            try:
-                r = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
-                                   timeout=10)  # fmt: skip
-            except (OSError, subprocess.TimeoutExpired) as e:
-                return None, f"{bindir / 'postgres'} --version failed: {e}"
-            return bindir, r.stdout.strip()
-    return None, f"no pg_ctl on PATH and no postgres/initdb in {fallback}"
 
 
 def _pgbed_pyc_env(root: Path) -> dict[str, str]:

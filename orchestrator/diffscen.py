@@ -216,6 +216,16 @@ def backend_kill9(r: Run) -> None:
     pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
     os.kill(pid, signal.SIGKILL)
     p.wait_for_log("all server processes terminated; reinitializing")
+    # read what the server sent (the quickdie WARNING) before sending anything: a query to an
+    # exited backend draws a reset, which may cost the unread notice
+    deadline = time.monotonic() + 5
+    while not codes and time.monotonic() < deadline:
+        for read in (other.pgconn.consume_input, other.pgconn.is_busy):
+            try:
+                read()
+            except psycopg.OperationalError:
+                pass
+        time.sleep(0.05)
     p.poll_until(lambda: p.sql("SELECT 1") == [(1,)], what="accepting connections after the crash")
     try:
         other.execute("SELECT 1")

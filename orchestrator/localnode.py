@@ -141,13 +141,20 @@ class LocalNode(PgNode):
         tmp.write_text("\n".join(kept) + "\n")
         os.replace(tmp, path)
 
+    def _server_cmd(self) -> list[str]:
+        """The server in the foreground, as this node's child (a flavour's hook)."""
+        return [sys.executable, "-m", "node", "start", "-D", str(self.datadir)]
+
+    def _server_popen_kw(self) -> dict[str, Any]:
+        return {}
+
     def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, extra: list[str] | None = None,
               expect_fail: bool = False) -> LocalNode:  # fmt: skip
         log = open(self.logfile, "ab")
         self.exit_code = None
         self.adopted_pid = None
-        self.proc = subprocess.Popen([sys.executable, "-m", "node", "start", "-D", str(self.datadir), *(extra or [])],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        self.proc = subprocess.Popen([*self._server_cmd(), *(extra or [])], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, **self._server_popen_kw())  # fmt: skip
         log.close()
         if expect_fail:
             try:

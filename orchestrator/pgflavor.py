@@ -215,24 +215,11 @@ class PostgresNode(LocalNode):
         if os.geteuid() == 0:
             shutil.chown(self.datadir / "postgresql.auto.conf", "postgres", "postgres")
 
-    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, extra: list[str] | None = None,
-              expect_fail: bool = False) -> PostgresNode:  # fmt: skip
-        log = open(self.logfile, "ab")
-        self.exit_code = None
-        self.adopted_pid = None
-        self.proc = subprocess.Popen([self._bin("postgres"), "-D", str(self.datadir), *(extra or [])],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     **run_as_kw())  # fmt: skip
-        log.close()
-        if expect_fail:
-            try:
-                self.exit_code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise NodeError(self._evidence("expected the server to fail to start, it is still running")) from None
-            return self
-        if wait:
-            self.wait_ready(timeout=timeout)
-        return self
+    def _server_cmd(self) -> list[str]:
+        return [self._bin("postgres"), "-D", str(self.datadir)]
+
+    def _server_popen_kw(self) -> dict[str, Any]:
+        return run_as_kw()
 
     def backup(self, name: str, target_base: Path | None = None) -> Path:
         dest = Path(target_base or self.base) / "backups" / name

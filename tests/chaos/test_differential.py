@@ -4,8 +4,9 @@ PMState-relevant log events, worker starts and exits, exit codes, SQLSTATEs, vie
 that survived — is a failure that prints both sequences side by side, unless
 orchestrator/intended_differences.toml lists it (with its rule id and reason). Scenarios that
 exist on one flavour only (PostgreSQL's own workers; pgbed's pg_stat_bgworker view) must run
-without error there. `pytest -m differential` selects these and the postgres-flavour variants of
-the other chaos scenarios; `pgbed diff` is the same comparison as a command with a table.
+without error there. `pytest -m differential` selects these and the fault campaigns on a
+PostgreSQL 15 cluster (test_campaigns.py); `pgbed diff` is the same comparison as a command with
+a table.
 
 Rules: the ids each scenario names (`pgbed diff --list`), in the test id's scenario.
 
