@@ -225,8 +225,12 @@ class LocalNode(PgNode):
         if not self.is_running():
             code = self.proc.returncode if self.proc is not None else "unknown (adopted)"
             raise NodeError(self._evidence(f"stop: server had already exited with code {code}"))
-        self.signal({"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode])
+        self._request_stop(mode)
         return self.wait_exit(timeout)
+
+    def _request_stop(self, mode: str) -> None:
+        """Ask the postmaster to shut down in `mode` (a flavour's hook): SHUT-1's signals."""
+        self.signal({"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode])
 
     def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
         """The postmaster's exit code; -1 for an adopted one (not our child: unknowable)."""

@@ -4,13 +4,13 @@ What it does: `PostgresNode` is a LocalNode whose data directory is made by Post
 `initdb`, cloned by `pg_basebackup -R -X stream`, and whose postmaster is the `postgres` binary
 itself, run in the foreground as a child of this process (as `pgbed start` is for the pgbed
 flavour), as the `postgres` OS user when we are root (PostgreSQL refuses root). Everything else
-— readiness from postmaster.pid's status line, stop modes as signals, kill9, promotion through
+— readiness from postmaster.pid's status line, kill9, signals by role, promotion through
 pg_promote(), catch-up through pg_stat_replication, the log — is LocalNode's and PgNode's
 code, because PostgreSQL's files, signals and views are what pgbed models.
 
-`pg_ctl start` is not used: it daemonises the postmaster, so its exit status — which the
-differential runner compares — would be lost; `pg_ctl stop -m fast` is only SIGINT, which
-LocalNode sends. The flavours differ only where the servers do: no jsonlog events (`events()`
+Stops go through `pg_ctl stop -m <mode> -W`. `pg_ctl start` is not used: it daemonises the
+postmaster, so its exit status — which the differential runner compares — would be lost. The
+flavours differ only where the servers do: no jsonlog events (`events()`
 is empty), no `pgbed.*` settings, process titles `postgres: <cluster_name>: …`, and stray
 processes of a dead postmaster are found by their working directory (PostgreSQL's processes
 chdir into the data directory) instead of pgbed's interlock file.
@@ -220,6 +220,13 @@ class PostgresNode(LocalNode):
 
     def _server_popen_kw(self) -> dict[str, Any]:
         return run_as_kw()
+
+    def _request_stop(self, mode: str) -> None:
+        """`pg_ctl stop -m <mode> -W`: PostgreSQL's own tool sends the signal; without waiting,
+        because the exit status is our child's, which wait_exit() reads."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise NodeError(f"stop: unknown mode {mode!r}")
+        self._run([self._bin("pg_ctl"), "stop", "-D", str(self.datadir), "-m", mode, "-W"], f"pg_ctl stop -m {mode}")
 
     def backup(self, name: str, target_base: Path | None = None) -> Path:
         dest = Path(target_base or self.base) / "backups" / name

@@ -145,7 +145,7 @@ def test_meta_signal_handler_work(tmp_path: Path) -> None:
 # pgbed models VALID as they judge pgbed (a checker that says INVALID on PostgreSQL is wrong, or
 # PostgreSQL breaks the rule: either is worth a look). pgbed-only parts are off on this flavour
 # (worker_spi deltas, pgbed_test's static workers, jsonlog events: those checkers say UNKNOWN).
-POSTGRES_KINDS = (F.SIGNAL, F.KILL9, F.RESTART, F.FAILOVER)
+POSTGRES_KINDS = (F.KILL9, F.FAILOVER)  # a crash restart, and a promotion with re-point and re-clone
 
 
 @pytest.mark.differential
