@@ -219,6 +219,7 @@ def main() -> int:
         cf.state = DBState.IN_CRASH_RECOVERY
         datadir.write_control(dd, cf)
         xl.in_recovery = 1
+        xl.recovery_ran = 1
     end_of_wal, last = _redo(cf, ck_rec, ckpt, history, crash=crash)
     _open_wal(end_of_wal, last)
     xl.in_recovery = 0
@@ -334,6 +335,7 @@ def _archive_recovery(cf: Any, standby: bool, ck_rec: Any, ckpt: Any, history: l
     if standby:
         elog.log("LOG", "entering standby mode")
     xl.in_recovery = 1
+    xl.recovery_ran = 1
     xl.standby_mode = 1 if standby else 0
     target = _target_timeline(dd, cf.timeline)
     if target != cf.timeline:

@@ -309,7 +309,10 @@ def pg_current_wal_flush_lsn(s: Any) -> int:
 
 @register("pg_last_wal_replay_lsn", P.PG_LSN)
 def pg_last_wal_replay_lsn(s: Any) -> int | None:
-    return int(me.shm.xlog.replay_lsn) if me.shm.xlog.in_recovery else None
+    xl = me.shm.xlog
+    # GetXLogReplayRecPtr: the end of the last replayed record, still after recovery has ended
+    # (promotion, crash recovery); NULL when the server started without recovery
+    return int(xl.replay_lsn) if xl.in_recovery or xl.recovery_ran else None
 
 
 @register("pg_wal_lsn_diff", P.NUMERIC, ("lsn1", "lsn2"))

@@ -293,6 +293,8 @@ def replication_views(r: Run) -> None:
     r.shape("recovery functions", c.standbys[0],
             "SELECT pg_is_in_recovery(), pg_is_wal_replay_paused(), "
             "pg_last_wal_receive_lsn() >= pg_last_wal_replay_lsn()")  # fmt: skip
+    r.shape("primary recovery functions", c.primary,
+            "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() IS NULL AS never_replayed")  # fmt: skip
 
 
 def walreceiver_sigterm(r: Run) -> None:
@@ -348,7 +350,7 @@ def promotion(r: Run) -> None:
     c.primary.stop("fast")
     s = c.standbys[0]
     s.promote()
-    r.shape("after promotion", s, "SELECT pg_is_in_recovery()")
+    r.shape("after promotion", s, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() IS NOT NULL AS replayed")
     # the end-of-recovery checkpoint of a promotion is requested without CHECKPOINT_IMMEDIATE:
     # when it completes (spread, so PostgreSQL takes a while) the control file says timeline 2
     s.poll_until(lambda: s.sql("SELECT timeline_id FROM pg_control_checkpoint()")[0][0] == 2, timeout=60,

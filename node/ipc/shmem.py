@@ -146,6 +146,9 @@ class XLogCtl(ctypes.Structure):
         ("running_backups", c_uint32),  # BASE_BACKUPs in progress (they hold WAL from backup_hold_lsn)
         ("backup_hold_lsn", c_uint64),
         ("promote_generation", c_uint32),  # bumped when recovery ends (sessions report in_hot_standby)
+        # InRecovery at this startup (crash or archive recovery ran): pg_last_wal_replay_lsn()
+        # keeps reporting replay_lsn after recovery ends, and is NULL after a clean start
+        ("recovery_ran", c_uint8),
     ]
 
 
