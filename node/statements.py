@@ -405,7 +405,7 @@ def handled_by_sysquery(sql: str) -> bool:
             parse_select(sql)
             hit = True
         except PGError as e:
-            if e.sqlstate == "0A000" and _names_a_system_view(sql):
+            if e.sqlstate in ("0A000", "42883") and _names_a_system_view(sql):
                 raise  # the SQL layer does not know the view: its 42P01 would mislead
             hit = False
         if len(_ROUTE) > 4096:

@@ -313,6 +313,8 @@ class Parser:
                     return e
                 if word == "case":
                     raise unsupported("CASE")
+                if word in ("any", "some", "all") and self.at("("):  # x = ANY ($1): needs arrays
+                    raise unsupported(f"{word.upper()} (array or subquery)")
                 if word in ("current_user", "session_user", "user", "current_role"):
                     return Expr("func", word, P.NAME, name=word)
                 if word in ("current_timestamp", "localtimestamp"):

@@ -35,6 +35,7 @@ import psycopg
 from orchestrator.cluster import Cluster
 from orchestrator.diffnorm import log_events
 from orchestrator.pgnode import NodeError
+from orchestrator.sessions import drain_notices, wait_until_reading
 
 COMMON_SETTINGS: dict[str, Any] = {
     "log_min_messages": "debug1",  # `starting background worker process` is DEBUG1 in both
@@ -214,17 +215,13 @@ def backend_kill9(r: Run) -> None:
     codes: list[str | None] = []
     other.add_notice_handler(lambda d: codes.append(d.sqlstate))
     pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+    wait_until_reading(victim, [other.info.backend_pid])  # else PostgreSQL may drop the notice
     os.kill(pid, signal.SIGKILL)
     p.wait_for_log("all server processes terminated; reinitializing")
-    # read what the server sent (the quickdie WARNING) before sending anything: a query to an
-    # exited backend draws a reset, which may cost the unread notice
+    # read what the server sent (the quickdie WARNING) before sending anything
     deadline = time.monotonic() + 5
     while not codes and time.monotonic() < deadline:
-        for read in (other.pgconn.consume_input, other.pgconn.is_busy):
-            try:
-                read()
-            except psycopg.OperationalError:
-                pass
+        drain_notices(other)
         time.sleep(0.05)
     p.poll_until(lambda: p.sql("SELECT 1") == [(1,)], what="accepting connections after the crash")
     try:

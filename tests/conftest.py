@@ -1,8 +1,9 @@
 """Suite-wide options.
 
 - `--backend=auto|local|docker` picks where backend-agnostic scenarios run (DESIGN "Tests"):
-  `local` runs them on local processes only, `docker` in containers only, `auto` (the default) on
-  both, the Docker variant skipping with its reason where no engine answers.
+  `local` runs them on local processes only (pgbed's, and PostgreSQL 15's for the `postgres`
+  variants), `docker` in containers only, `auto` (the default) on all, the Docker variant skipping
+  with its reason where no engine answers.
 - `--chaos-seeds=11,23` the seeds the chaos suite's per-fault-kind campaigns run with (local
   backend: every seed; Docker: the first, as its clusters cost more to bring up). A failing
   campaign prints its seed and replay command; rerun it alone with `--chaos-seeds=N`."""
@@ -33,12 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     choice = config.getoption("--backend")
     if choice == "auto":
         return
-    other = "docker" if choice == "local" else "local"
+    # the postgres variant runs as local processes, so it goes with `local`
+    others = {"docker"} if choice == "local" else {"local", "postgres"}
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("scenario_backend") if callspec else None
-        (drop if backend == other else keep).append(item)
+        (drop if backend in others else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -579,6 +579,9 @@ class _Translator:
         for cls, what in _UNSUPPORTED_NODES.items():
             if isinstance(node, cls):
                 raise unsupported(what)
+        # x = ANY ($1) / ALL (...): sqlglot reads ALL and SOME as calls of unknown functions
+        if isinstance(node, exp.Any) or (isinstance(node, exp.Anonymous) and node.name.lower() in ("all", "some")):
+            raise unsupported(f"{'ANY' if isinstance(node, exp.Any) else node.name.upper()} (array or subquery)")
         if isinstance(node, exp.Parameter) or (isinstance(node, exp.Placeholder) and str(node.this).isdigit()):
             n = int(node.this.this if isinstance(node.this, exp.Literal) else node.this)
             self.nparams = max(self.nparams, n)

@@ -1,5 +1,6 @@
 """Backend-agnostic fault scenarios: each runs on local processes and in a container
-(`--backend=auto|local|docker`, default both).
+(`--backend=auto|local|docker`, default both), and on a real PostgreSQL 15 node as local
+processes (the `postgres` variant, marked `differential`).
 
 F18 — three sessions, SIGKILL one backend (CRASH-1, CRASH-4, CRASH-6, CRASH-7): the postmaster
 logs `server process (PID n) was terminated by signal 9: Killed`, SIGQUITs every other child,
@@ -17,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.clienthelp import drain_notices
+from orchestrator.sessions import drain_notices, wait_until_reading
 
 pytestmark = [pytest.mark.chaos]
 
@@ -49,6 +50,10 @@ def test_f18_sigkill_backend_crash_restart(scenario_node: Any) -> None:
         conn.add_notice_handler(lambda d, seen=seen: seen.append((d.sqlstate, d.message_primary)))
     try:
         pid = int(victim.execute("SELECT pg_backend_pid()").fetchone()[0])
+        try:  # else PostgreSQL may drop the notice (orchestrator/sessions.py)
+            wait_until_reading(victim, [a.info.backend_pid, b.info.backend_pid])
+        except TimeoutError as exc:
+            pytest.fail(f"[{node.backend}] {exc}", pytrace=False)
         node.kill(pid, "SIGKILL")
         _wait_for_log(node, rf"server process \(PID {pid}\) was terminated by signal 9: Killed")
         _wait_for_log(node, re.escape("terminating any other active server processes"))

@@ -107,6 +107,23 @@ def test_type_errors(db: Db, ddl: str, state: str, msg: str) -> None:
     assert (ei.value.sqlstate, ei.value.message) == (state, msg)
 
 
+@pytest.mark.parametrize(
+    ("sql", "what"),
+    [
+        ("select 1 where 1 = any($1)", "ANY"),
+        ("select 1 where 1 = any(select 1)", "ANY"),
+        ("select 1 where 1 <> all($1)", "ALL"),
+        ("select 1 where 1 = some($1)", "SOME"),
+    ],
+)
+def test_quantified_comparisons_are_0a000(db: Db, sql: str, what: str) -> None:
+    """x = ANY ($1) (what psycopg sends for a list) needs arrays: 0A000 naming the construct,
+    not 42883 for a function "any" that PostgreSQL does not have either."""
+    with pytest.raises(PGError) as ei:
+        db.run(sql)
+    assert (ei.value.sqlstate, ei.value.message) == ("0A000", f"{what} (array or subquery) is not supported by pgbed")
+
+
 # -- core behaviour ---------------------------------------------------------------------------------
 def test_serial_numeric_bool_timestamptz(db: Db) -> None:
     db.run("create table t (id serial primary key, a numeric(10,2) default 0, b timestamptz default now(),"

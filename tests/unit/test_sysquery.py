@@ -433,6 +433,8 @@ def test_like(sql: str, want: bool | None) -> None:
         ("SELECT CASE WHEN true THEN 1 END", "0A000", "CASE is not supported by pgbed yet"),
         ("SELECT (SELECT 1)", "0A000", "subquery is not supported by pgbed yet"),
         ("SELECT 1 UNION SELECT 2", "0A000", "UNION is not supported by pgbed yet"),
+        ("SELECT 1 = ANY($1)", "0A000", "ANY (array or subquery) is not supported by pgbed yet"),
+        ("SELECT 1 <> ALL($1)", "0A000", "ALL (array or subquery) is not supported by pgbed yet"),
         ("SELECT *", "42601", "SELECT * with no tables specified is not valid"),
     ],
 )
