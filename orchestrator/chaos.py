@@ -52,12 +52,19 @@ BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test,worker_spi'",
                 "worker_spi__total_workers": "1", "worker_spi__naptime": "1"}  # fmt: skip
 
 
+# PostgreSQL 15 (the postgres flavour): the same static workers through the C pgbed_test, no
+# worker_spi (Debian does not ship it), and the postmaster's DEBUG1 "starting background worker
+# process" lines, from which orchestrator/pgevents.py derives the bgw_start events.
+PG_BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test'", "pgbed_test__static_workers": f"'{STATIC_WORKERS}'",
+                   "log_min_messages": "debug1"}  # fmt: skip
+
+
 def campaign_settings(retry_interval_s: float = 1.0, bgworkers: bool = True,
-                      extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                      extra: dict[str, Any] | None = None, flavor: str = "pgbed") -> dict[str, Any]:  # fmt: skip
     """postgresql.conf settings of every node of a campaign's cluster (compose.yaml's
     PGBED_BASE_CONF says the same for the compose stack)."""
-    return {"wal_retrieve_retry_interval": f"'{int(retry_interval_s * 1000)}ms'",
-            **(BGW_SETTINGS if bgworkers else {}), **(extra or {})}  # fmt: skip
+    bgw = (BGW_SETTINGS if flavor == "pgbed" else PG_BGW_SETTINGS) if bgworkers else {}
+    return {"wal_retrieve_retry_interval": f"'{int(retry_interval_s * 1000)}ms'", **bgw, **(extra or {})}
 
 
 @dataclass
@@ -83,9 +90,10 @@ class CampaignConfig:
     target: str = ""  # the running cluster attached to: a compose project, or a local cluster's directory
     table_suffix: str = ""  # workload tables of their own on a long-lived cluster (acked_<suffix>, …)
     # pgbed, or postgres: the campaign's own local cluster is real PostgreSQL 15, without the
-    # pgbed-only parts (worker_spi and its deltas workload, pgbed_test's static workers, jsonlog
-    # events: the checkers that read them say UNKNOWN), so the same faults and data checkers
-    # judge the system pgbed models
+    # pgbed-only parts (worker_spi and its deltas workload, pg_stat_bgworker, events PostgreSQL
+    # does not log: the checkers that need them say UNKNOWN); the static workers come from the C
+    # pgbed_test and the events from PostgreSQL's log (orchestrator/pgevents.py), so the same
+    # faults and checkers judge the system pgbed models
     flavor: str = "pgbed"
 
     def replay_command(self) -> str:
@@ -202,8 +210,10 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         metrics = Metrics(cfg.metrics_port)
     metrics.set_phase("setup")
     own_cluster = cluster is None
+    # the static workers on PostgreSQL need the C pgbed_test installed; worker_spi is pgbed's
+    static_workers = cfg.bgworkers and (cfg.flavor == "pgbed" or _pgbed_test_installed(say))
     bgworkers = cfg.bgworkers and cfg.flavor == "pgbed"
-    settings = campaign_settings(cfg.retry_interval_s, bgworkers, cfg.settings)
+    settings = campaign_settings(cfg.retry_interval_s, static_workers, cfg.settings, cfg.flavor)
     t_setup = time.monotonic()
     if cluster is None:
         say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
@@ -433,6 +443,16 @@ def _write_rundir(cfg: CampaignConfig, cluster: Cluster, history: History, fault
             pass
 
 
+def _pgbed_test_installed(say: Callable[[str], None]) -> bool:
+    from orchestrator.pgflavor import pgbed_test_installed
+
+    if pgbed_test_installed():
+        return True
+    say("[chaos] PostgreSQL 15 has no pgbed_test extension (make -C ext/pgbed_test install): "
+        "no static workers, so the start-time checkers will say UNKNOWN")  # fmt: skip
+    return False
+
+
 def docker_cluster(cfg: CampaignConfig, image: str, labels: dict[str, str] | None = None) -> Cluster:
     """A DockerCluster for a campaign, its containers and network labelled pgbed.run=<rundir's
     name> (or `labels`, e.g. a test run's) so that `docker rm -f $(docker ps -aq -f
@@ -490,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default="pgbed-node:test", help="node image for --backend docker")
     ap.add_argument("--flavor", choices=["pgbed", "postgres"], default="pgbed",
                     help="postgres: the campaign's own local cluster runs Debian's PostgreSQL 15 (pgbed diff's "
-                         "flavour), without pgbed's workers and events")  # fmt: skip
+                         "flavour): static workers from the C pgbed_test, events derived from its log, no "
+                         "worker_spi")  # fmt: skip
     ap.add_argument("--cluster-dir", default=None, type=Path, metavar="DIR",
                     help="run against the running local cluster of `pgbed cluster up --dir DIR` instead of a "
                          "cluster of its own (it stays up afterwards, with the roles the campaign left)")  # fmt: skip

@@ -33,7 +33,7 @@ from typing import Any
 INTENDED_FILE = Path(__file__).with_name("intended_differences.toml")
 
 # '%m [%p] %b LEVEL:  message' — the prefix both flavours are given.
-_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[\d+\] (?P<btype>.*?) ?"
+_LINE = re.compile(r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) (?P<tz>\S+) \[(?P<pid>\d+)\] (?P<btype>.*?) ?"
                    r"(?P<level>LOG|FATAL|PANIC|ERROR|WARNING|DEBUG\d?|NOTICE|INFO):  (?P<msg>.*)$")  # fmt: skip
 
 # (pattern on the message, event token template). First match wins.
@@ -86,6 +86,12 @@ _TIMING_ONLY = ("FATAL: cannot_connect_primary", "cannot_connect_primary")
 # postmaster logs its exit): a burst of consecutive ones, of any of these kinds, is sorted; and
 # they are counted, not collapsed, since each is one process.
 _UNORDERED = ("bgworker_start(", "exit(", "FATAL: bgworker_terminated(", "FATAL: backend_terminated")
+
+
+def match_line(line: str) -> re.Match[str] | None:
+    """A log line in the common prefix format ('%m [%p] %b '): groups stamp, tz, pid, btype,
+    level, msg; None for continuation lines and anything else."""
+    return _LINE.match(line)
 
 
 def parse_line(line: str) -> tuple[str, str, str] | None:

@@ -10,10 +10,11 @@ code, because PostgreSQL's files, signals and views are what pgbed models.
 
 Stops go through `pg_ctl stop -m <mode> -W`. `pg_ctl start` is not used: it daemonises the
 postmaster, so its exit status — which the differential runner compares — would be lost. The
-flavours differ only where the servers do: no jsonlog events (`events()`
-is empty), no `pgbed.*` settings, process titles `postgres: <cluster_name>: …`, and stray
-processes of a dead postmaster are found by their working directory (PostgreSQL's processes
-chdir into the data directory) instead of pgbed's interlock file.
+flavours differ only where the servers do: no jsonlog (`events()` derives pgbed's events from
+PostgreSQL's log, orchestrator/pgevents.py), no `pgbed.*` settings, process titles
+`postgres: <cluster_name>: …`, and stray processes of a dead postmaster are found by their
+working directory (PostgreSQL's processes chdir into the data directory) instead of pgbed's
+interlock file.
 
 `flavour_settings()` turns the settings a Cluster asks for into each flavour's spelling (the
 pgbed_test module is `pgbed_test` on both; pgbed-only settings are dropped for PostgreSQL).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -238,7 +240,30 @@ class PostgresNode(LocalNode):
         return dest
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        return []  # PostgreSQL has no pgbed jsonlog events
+        """pgbed's events as derived from PostgreSQL's log (orchestrator/pgevents.py): the state
+        changes PostgreSQL logs, not those it does not (no child_start, bgw_register, pm_exit)."""
+        from orchestrator.pgevents import events_from_log
+
+        try:
+            text = self.logfile.read_text(errors="replace")
+        except OSError:
+            return []
+        evs = events_from_log(text, self.setting_in_files("pgbed_test.static_workers") or "")
+        return [e for e in evs if name is None or e["event"] == name]
+
+    def setting_in_files(self, name: str) -> str | None:
+        """A setting's value as postgresql.conf and postgresql.auto.conf give it (the last one
+        wins, as in PostgreSQL), unquoted; None when neither sets it."""
+        value = None
+        for f in ("postgresql.conf", "postgresql.auto.conf"):
+            try:
+                text = (self.datadir / f).read_text()
+            except OSError:
+                continue
+            for m in re.finditer(rf"^\s*{re.escape(name)}\s*=\s*('(?:[^']|'')*'|\S+)", text, re.MULTILINE):
+                v = m.group(1)
+                value = v[1:-1].replace("''", "'") if v.startswith("'") else v
+        return value
 
     def orphans(self) -> list[int]:
         """Processes whose working directory is this data directory: every PostgreSQL process

@@ -143,25 +143,31 @@ def test_meta_signal_handler_work(tmp_path: Path) -> None:
 # The same campaigns against real PostgreSQL 15: the faults whose targets both servers have
 # (no injection points there), with the data and liveness checkers, which must judge the system
 # pgbed models VALID as they judge pgbed (a checker that says INVALID on PostgreSQL is wrong, or
-# PostgreSQL breaks the rule: either is worth a look). pgbed-only parts are off on this flavour
-# (worker_spi deltas, pgbed_test's static workers, jsonlog events: those checkers say UNKNOWN).
+# PostgreSQL breaks the rule: either is worth a look). The static workers come from the C
+# pgbed_test and the process checkers read events derived from PostgreSQL's log
+# (orchestrator/pgevents.py); pgbed-only parts are off (worker_spi deltas, pg_stat_bgworker
+# snapshots: those checkers say UNKNOWN).
 POSTGRES_KINDS = (F.KILL9, F.FAILOVER)  # a crash restart, and a promotion with re-point and re-clone
 
 
 @pytest.mark.differential
 @pytest.mark.parametrize("kind", POSTGRES_KINDS)
 def test_fault_kind_campaign_on_postgresql_15(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
-    """CRASH-1, CRASH-4, REC-5, WALRCV-6 through the data checkers, on PostgreSQL 15."""
-    from orchestrator.pgflavor import postgres_available
+    """CRASH-1, CRASH-4, REC-5, WALRCV-6 through the data checkers, and BGW-7's start times
+    through the process checkers, on PostgreSQL 15."""
+    from orchestrator.pgflavor import pgbed_test_installed, postgres_available
 
     missing = postgres_available()
     if missing:
         pytest.skip(f"no PostgreSQL 15 here: {missing}")
+    if not pgbed_test_installed():
+        pytest.skip("the pgbed_test extension is not installed for PostgreSQL 15 (make -C ext/pgbed_test install)")
     seed = request.config.getoption("--chaos-seeds")[0]
     r = _campaign(tmp_path, seed, (kind,), flavor="postgres")
     assert r.faults, f"no fault was injected\n{_explain(r)}"
     assert r.verdict.status != "invalid", _explain(r)
-    for name in ("acked-writes", "bank", "convergence", "back-to-ready"):
+    for name in ("acked-writes", "bank", "convergence", "back-to-ready", "start-times"):
         assert _check(r, name).status == "valid", _explain(r)
+    assert _check(r, "start-times").checked > 0, _explain(r)
     assert not [c for c in r.checks if c.name == "worker-spi-total"], "worker_spi is pgbed's"
     assert "--flavor postgres" in r.config.replay_command()

@@ -67,3 +67,61 @@ def test_a_historic_bug_put_back_into_pgbed_is_a_divergence(tmp_path: Path) -> N
     assert v.status == "differs", v
     assert any(h.startswith("events:standby1") and "bgworker_start(pgbed_s_cs)" in h for h in v.how), v.how
     assert "consistent" in v.detail and "* " in v.detail
+
+
+def test_campaign_checkers_judge_postgresql_15_from_its_log(tmp_path: Path) -> None:
+    """BGW-7 (start times), BGW-17, WALRCV-6, CRASH-1 judged on real PostgreSQL 15 by the
+    campaign's own checkers, from the events orchestrator/pgevents.py derives from its log: a
+    standby with pgbed_test's static workers has its walreceiver SIGKILLed (a crash reinit) and
+    SIGTERMed (exit 1, streaming again after the retry interval), then is promoted (its
+    RecoveryFinished worker and the logical replication launcher start at PM_RUN). PostgreSQL
+    is the reference, so every checker must find it valid, and each must have judged something."""
+    import os
+    import signal
+    import time
+
+    from orchestrator.chaos import campaign_settings
+    from orchestrator.checker import process
+    from orchestrator.cluster import Cluster
+    from orchestrator.pgflavor import pgbed_test_installed, postgres_available
+
+    if missing := postgres_available():
+        pytest.skip(f"no PostgreSQL 15 here: {missing}")
+    if not pgbed_test_installed():
+        pytest.skip("the pgbed_test extension is not installed for PostgreSQL 15 (make -C ext/pgbed_test install)")
+    tmp_path.chmod(0o755)
+    c = Cluster.local(tmp_path / "c", standbys=1, settings=campaign_settings(1.0, True, flavor="postgres"),
+                      flavor="postgres")  # fmt: skip
+    try:
+        c.catch_up()
+        s = c.standbys[0]
+
+        def next_walreceiver(old: int | None) -> int:
+            return s.poll_until(lambda: next((p for p in s.pids("walreceiver") if p != old), None),
+                                what="a (new) walreceiver")  # fmt: skip
+
+        wr = next_walreceiver(None)
+        os.kill(wr, signal.SIGKILL)
+        s.wait_for_log("all server processes terminated; reinitializing")
+        wr = next_walreceiver(wr)
+        s.poll_until(lambda: len([e for e in s.events("bgw_start") if e["name"] == "cons"]) >= 2,
+                     what="the ConsistentState worker started again after the reinit")  # fmt: skip
+        time.sleep(2.5)  # bgw17_reset judges an incarnation that ran 2 s past ready
+        os.kill(wr, signal.SIGTERM)
+        s.poll_until(lambda: len(s.events("walrcv_streaming")) >= 3, what="streaming after the SIGTERM")
+        c.primary.stop("fast")
+        c.failover()
+        s.poll_until(lambda: any(e["name"] == "fin" for e in s.events("bgw_start")),
+                     what="the RecoveryFinished worker after promotion")  # fmt: skip
+        evs = s.events()
+    finally:
+        c.teardown()
+    names = [e["event"] for e in evs]
+    for want in ("postmaster_start", "crash", "reinit", "consistent", "promote", "walrcv_streaming", "child_exit"):
+        assert want in names, f"no {want} event derived from PostgreSQL's log; events: {names}"
+    run = next(e for e in evs if e["event"] == "pm_state" and e["new"] == "RUN")
+    fin = next(e for e in evs if e["event"] == "bgw_start" and e["name"] == "fin")
+    assert run["ts"] < fin["ts"], "PM_RUN placed before the RecoveryFinished worker's fork"
+    for r in (process.start_times({"standby1": evs}), process.bgw17_reset({"standby1": evs}),
+              process.streaming_resumed(evs, retry_interval_s=1.0, deadline_s=30.0)):  # fmt: skip
+        assert r.status == "valid" and r.checked > 0, f"{r}\nlog: {tmp_path}"
