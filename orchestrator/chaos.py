@@ -180,7 +180,10 @@ def _all_nodes(cluster: Cluster) -> dict[str, LocalNode]:
 
 
 def _sample(cluster: Cluster, samples: dict[str, list[Any]]) -> None:
-    """One snapshot of the slot views per node that answers now, with the time it was taken."""
+    """One snapshot of the slot views per node that answers now, with the time it was taken
+    (pgbed's views: nothing to take on PostgreSQL, whose checkers then say UNKNOWN)."""
+    if getattr(cluster, "flavor", "pgbed") != "pgbed":
+        return
     for name, n in list(cluster.nodes.items()):
         if not n.is_running():
             continue
@@ -532,8 +535,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     if backend == "local" and (bad := [k for k in kinds if k in F.CONTAINER_FAULTS]):
         ap.error(f"fault kinds {', '.join(bad)} need --backend docker or --compose-project")
-    if args.flavor == "postgres" and (backend != "local" or args.cluster_dir):
-        ap.error("--flavor postgres is for a campaign's own local cluster (--backend local, no --cluster-dir)")
+    if args.cluster_dir:  # the cluster's own flavour (pgbed cluster up --flavor), from its manifest
+        try:
+            saved = json.loads((args.cluster_dir / Cluster.MANIFEST).read_text()).get("flavor", "pgbed")
+        except (OSError, ValueError) as e:
+            ap.error(f"--cluster-dir {args.cluster_dir}: no cluster there ({e}); make one with `pgbed cluster up`")
+        if args.flavor != "pgbed" and args.flavor != saved:
+            ap.error(f"--flavor {args.flavor}: the cluster at {args.cluster_dir} is {saved}")
+        args.flavor = saved
+    if args.flavor == "postgres" and backend != "local":
+        ap.error("--flavor postgres is for a local cluster (--backend local)")
     if args.flavor == "postgres" and F.FAULT_HOOK in kinds:
         if args.faults:
             ap.error("fault kind fault-hook arms pgbed's injection points, which PostgreSQL 15 has not")

@@ -9,6 +9,9 @@ campaigns against it one after another (each adopts the postmasters, and saves t
 failovers changed). `status` prints each node's role, address, pid and metrics URL; `down` stops
 every node (fast shutdown).
 
+`up --flavor postgres` makes the same cluster of Debian's PostgreSQL 15 (orchestrator/
+pgflavor.py; no metrics exporter, no worker_spi), which campaigns attach to as well.
+
 What it deliberately does not do: supervise the nodes (a node a campaign leaves stopped stays
 stopped until the next campaign or `up` again starts it) or delete D (`rm -rf D` after `down`).
 """
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=["up", "status", "down"])
     ap.add_argument("--dir", required=True, type=Path, help="the cluster's directory (cluster.json and one per node)")
     ap.add_argument("--standbys", type=int, default=2, help="for up: how many standbys (default 2)")
+    ap.add_argument("--flavor", choices=["pgbed", "postgres"], default="pgbed",
+                    help="for up: postgres runs Debian's PostgreSQL 15 (no metrics exporter; pgbed_test's static "
+                         "workers when the extension is installed)")  # fmt: skip
     args = ap.parse_args(argv)
     base: Path = args.dir.resolve()
     try:
@@ -46,8 +52,17 @@ def main(argv: list[str] | None = None) -> int:
                 c = Cluster.attach(base)  # starts whatever is stopped
                 print(f"cluster at {base} is up")
             else:
-                print(f"bringing up a primary and {args.standbys} standbys under {base} ...", file=sys.stderr)
-                c = Cluster.local(base, standbys=args.standbys, settings=campaign_settings(), metrics=True)
+                flavor = args.flavor
+                print(f"bringing up a primary and {args.standbys} standbys ({flavor}) under {base} ...",
+                      file=sys.stderr)  # fmt: skip
+                if flavor == "pgbed":
+                    settings = campaign_settings()
+                else:
+                    from orchestrator.pgflavor import pgbed_test_installed
+
+                    settings = campaign_settings(bgworkers=pgbed_test_installed(), flavor=flavor)
+                c = Cluster.local(base, standbys=args.standbys, settings=settings, metrics=flavor == "pgbed",
+                                  flavor=flavor)  # fmt: skip
                 print(f"cluster at {base} is up; stop it with `pgbed cluster down --dir {base}`")
             c.save()
             _print_nodes(c)

@@ -150,6 +150,7 @@ class LocalNode(PgNode):
 
     def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, extra: list[str] | None = None,
               expect_fail: bool = False) -> LocalNode:  # fmt: skip
+        self._wait_reaped()
         log = open(self.logfile, "ab")
         self.exit_code = None
         self.adopted_pid = None
@@ -165,6 +166,24 @@ class LocalNode(PgNode):
         if wait:
             self.wait_ready(timeout=timeout)
         return self
+
+    def _wait_reaped(self, timeout: float = 10.0) -> None:
+        """Wait until the postmaster named in postmaster.pid is gone, zombie included. A killed
+        postmaster this process did not start (adopted) is reaped by its own parent, or by init
+        once that has exited, whenever it gets round to it; PostgreSQL's lock-file check
+        (kill(pid, 0)) counts a zombie as running and would refuse to start."""
+        lines = self.pidfile()
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        if not pid:
+            return
+        if self.proc is not None and self.proc.pid == pid:
+            self.proc.poll()  # our own child: reap it here
+        deadline = time.monotonic() + timeout
+        while procfs.state(pid) == "Z":
+            if time.monotonic() >= deadline:
+                raise NodeError(self._evidence(f"the previous postmaster (PID {pid}) is still a zombie after "
+                                               f"{timeout:g} s: its parent has not reaped it"))  # fmt: skip
+            time.sleep(0.01)
 
     def pidfile(self) -> list[str] | None:
         try:

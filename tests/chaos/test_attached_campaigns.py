@@ -87,3 +87,37 @@ def test_campaigns_against_a_running_local_cluster(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stdout + down.stderr
     st = pgbed("cluster", "status", "--dir", str(d))
     assert st.returncode == 3 and "pid " not in st.stdout, st.stdout
+
+
+@pytest.mark.differential
+def test_campaign_against_a_running_postgresql_15_cluster(tmp_path: Path) -> None:
+    """`pgbed cluster up --flavor postgres` then `pgbed chaos --cluster-dir`: the campaign takes
+    the flavour from cluster.json (no worker_spi, no pgbed-only views or injection points), kills
+    adopted PostgreSQL postmasters with SIGKILL and starts them again — PostgreSQL's lock-file
+    check counts an unreaped zombie as running, so the restart waits until init has reaped the
+    old postmaster — and judges PostgreSQL VALID, start times included (BGW-7, CRASH-1, WALRCV-6)."""
+    from orchestrator.pgflavor import pgbed_test_installed, postgres_available
+
+    if missing := postgres_available():
+        pytest.skip(f"no PostgreSQL 15 here: {missing}")
+    if not pgbed_test_installed():
+        pytest.skip("the pgbed_test extension is not installed for PostgreSQL 15 (make -C ext/pgbed_test install)")
+    tmp_path.chmod(0o755)
+    d = tmp_path / "cluster"
+    try:
+        up = pgbed("cluster", "up", "--dir", str(d), "--flavor", "postgres")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert json.loads((d / "cluster.json").read_text())["flavor"] == "postgres"
+        r, checks = campaign(d, tmp_path / "run1", 2, 8, "kill9,failover")
+        assert checks and checks["verdict"]["status"] != "invalid" and r.returncode == 0, r.stdout + r.stderr[-6000:]
+        faults = [json.loads(ln) for ln in (tmp_path / "run1" / "faults.jsonl").read_text().splitlines()]
+        assert any(f["kind"] == "kill9" for f in faults), f"seed 2 was chosen for its kill9: {faults}"
+        by_name = {x["name"]: x for x in checks["checks"]}
+        for name in ("acked-writes", "bank", "convergence", "back-to-ready", "start-times"):
+            assert by_name[name]["status"] == "valid", by_name[name]
+        assert "worker-spi-total" not in by_name, "worker_spi is pgbed's"
+    finally:
+        pgbed("cluster", "down", "--dir", str(d))
+        if (d / "cluster.json").exists():
+            for n in Cluster.attach(d, start=False).nodes.values():
+                n.teardown()
