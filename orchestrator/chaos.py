@@ -60,10 +60,22 @@ PG_BGW_SETTINGS = {"shared_preload_libraries": "'pgbed_test'", "pgbed_test__stat
 
 
 def campaign_settings(retry_interval_s: float = 1.0, bgworkers: bool = True,
-                      extra: dict[str, Any] | None = None, flavor: str = "pgbed") -> dict[str, Any]:  # fmt: skip
+                      extra: dict[str, Any] | None = None, flavor: str = "pgbed",
+                      say: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """postgresql.conf settings of every node of a campaign's cluster (compose.yaml's
-    PGBED_BASE_CONF says the same for the compose stack)."""
-    bgw = (BGW_SETTINGS if flavor == "pgbed" else PG_BGW_SETTINGS) if bgworkers else {}
+    PGBED_BASE_CONF says the same for the compose stack). On PostgreSQL the static workers need
+    the C pgbed_test installed; without it there are none, and `say` is told why."""
+    bgw = {}
+    if bgworkers and flavor == "pgbed":
+        bgw = BGW_SETTINGS
+    elif bgworkers:
+        from orchestrator.pgflavor import pgbed_test_installed
+
+        if pgbed_test_installed():
+            bgw = PG_BGW_SETTINGS
+        elif say is not None:
+            say("[chaos] PostgreSQL 15 has no pgbed_test extension (make -C ext/pgbed_test install): "
+                "no static workers, so the start-time checkers will say UNKNOWN")  # fmt: skip
     return {"wal_retrieve_retry_interval": f"'{int(retry_interval_s * 1000)}ms'", **bgw, **(extra or {})}
 
 
@@ -182,7 +194,7 @@ def _all_nodes(cluster: Cluster) -> dict[str, LocalNode]:
 def _sample(cluster: Cluster, samples: dict[str, list[Any]]) -> None:
     """One snapshot of the slot views per node that answers now, with the time it was taken
     (pgbed's views: nothing to take on PostgreSQL, whose checkers then say UNKNOWN)."""
-    if getattr(cluster, "flavor", "pgbed") != "pgbed":
+    if cluster.flavor != "pgbed":
         return
     for name, n in list(cluster.nodes.items()):
         if not n.is_running():
@@ -213,10 +225,8 @@ def run_campaign(cfg: CampaignConfig, *, cluster: Cluster | None = None,
         metrics = Metrics(cfg.metrics_port)
     metrics.set_phase("setup")
     own_cluster = cluster is None
-    # the static workers on PostgreSQL need the C pgbed_test installed; worker_spi is pgbed's
-    static_workers = cfg.bgworkers and (cfg.flavor == "pgbed" or _pgbed_test_installed(say))
-    bgworkers = cfg.bgworkers and cfg.flavor == "pgbed"
-    settings = campaign_settings(cfg.retry_interval_s, static_workers, cfg.settings, cfg.flavor)
+    bgworkers = cfg.bgworkers and cfg.flavor == "pgbed"  # worker_spi and its deltas are pgbed's
+    settings = campaign_settings(cfg.retry_interval_s, cfg.bgworkers, cfg.settings, cfg.flavor, say)
     t_setup = time.monotonic()
     if cluster is None:
         say(f"[chaos] seed {cfg.seed}: bringing up a primary and {cfg.standbys} standbys under {cfg.rundir}")
@@ -444,16 +454,6 @@ def _write_rundir(cfg: CampaignConfig, cluster: Cluster, history: History, fault
                 (logs / f"{name}.json").write_text("".join(json.dumps(e) + "\n" for e in n.events()))
         except Exception:  # a missing log must not hide the campaign's result
             pass
-
-
-def _pgbed_test_installed(say: Callable[[str], None]) -> bool:
-    from orchestrator.pgflavor import pgbed_test_installed
-
-    if pgbed_test_installed():
-        return True
-    say("[chaos] PostgreSQL 15 has no pgbed_test extension (make -C ext/pgbed_test install): "
-        "no static workers, so the start-time checkers will say UNKNOWN")  # fmt: skip
-    return False
 
 
 def docker_cluster(cfg: CampaignConfig, image: str, labels: dict[str, str] | None = None) -> Cluster:

@@ -55,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 flavor = args.flavor
                 print(f"bringing up a primary and {args.standbys} standbys ({flavor}) under {base} ...",
                       file=sys.stderr)  # fmt: skip
-                if flavor == "pgbed":
-                    settings = campaign_settings()
-                else:
-                    from orchestrator.pgflavor import pgbed_test_installed
-
-                    settings = campaign_settings(bgworkers=pgbed_test_installed(), flavor=flavor)
+                settings = campaign_settings(flavor=flavor, say=lambda msg: print(msg, file=sys.stderr))
                 c = Cluster.local(base, standbys=args.standbys, settings=settings, metrics=flavor == "pgbed",
                                   flavor=flavor)  # fmt: skip
                 print(f"cluster at {base} is up; stop it with `pgbed cluster down --dir {base}`")

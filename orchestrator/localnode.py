@@ -172,8 +172,7 @@ class LocalNode(PgNode):
         postmaster this process did not start (adopted) is reaped by its own parent, or by init
         once that has exited, whenever it gets round to it; PostgreSQL's lock-file check
         (kill(pid, 0)) counts a zombie as running and would refuse to start."""
-        lines = self.pidfile()
-        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        pid = self.pidfile_pid()
         if not pid:
             return
         if self.proc is not None and self.proc.pid == pid:
@@ -191,6 +190,11 @@ class LocalNode(PgNode):
         except OSError:
             return None
 
+    def pidfile_pid(self) -> int:
+        """The postmaster pid postmaster.pid names, 0 when there is none."""
+        lines = self.pidfile()
+        return int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+
     def pidfile_status(self) -> str | None:
         lines = self.pidfile()
         return lines[7].strip() if lines and len(lines) > 7 else None
@@ -203,7 +207,7 @@ class LocalNode(PgNode):
                 self.exit_code = self.proc.returncode
                 raise NodeError(self._evidence(f"server exited with code {self.exit_code} while starting"))
             last = self.pidfile_status()
-            if last in statuses and self.pidfile() and self.pidfile()[0].strip() == str(self.pid):  # type: ignore[index]
+            if last in statuses and self.pidfile_pid() == self.pid:
                 return
             time.sleep(0.01)
         raise NodeError(self._evidence(f"server not ready after {timeout}s; pidfile status {last!r}"))
@@ -211,8 +215,7 @@ class LocalNode(PgNode):
     def adopt(self) -> bool:
         """Take over a postmaster some other process started on this data directory (its pid
         from postmaster.pid); False when none is alive."""
-        lines = self.pidfile()
-        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        pid = self.pidfile_pid()
         if not pid or not _alive(pid):
             return False
         self.proc, self.adopted_pid, self.exit_code = None, pid, None

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shutil
 import stat
 import subprocess
@@ -253,16 +252,15 @@ class PostgresNode(LocalNode):
 
     def setting_in_files(self, name: str) -> str | None:
         """A setting's value as postgresql.conf and postgresql.auto.conf give it (the last one
-        wins, as in PostgreSQL), unquoted; None when neither sets it."""
+        wins, as in PostgreSQL; node/conffile.py reads them as guc-file.l does); None when
+        neither sets it."""
+        from node.conffile import parse_config_file
+
         value = None
         for f in ("postgresql.conf", "postgresql.auto.conf"):
-            try:
-                text = (self.datadir / f).read_text()
-            except OSError:
-                continue
-            for m in re.finditer(rf"^\s*{re.escape(name)}\s*=\s*('(?:[^']|'')*'|\S+)", text, re.MULTILINE):
-                v = m.group(1)
-                value = v[1:-1].replace("''", "'") if v.startswith("'") else v
+            for item in parse_config_file(self.datadir / f, strict=False):
+                if item.name.lower() == name:
+                    value = item.value
         return value
 
     def orphans(self) -> list[int]:
